@@ -1,0 +1,112 @@
+"""Hyperparameters: one dataclass with the reference names and defaults.
+
+Names and defaults follow the authors' reference code (Magenta ``sketch_rnn``,
+``get_default_hparams``) and the paper (Ha & Eck 2017, section 3 and appendix); the command line
+of ``python -m minisketch.train`` is generated from this class (``--dec_model hyper``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, fields
+
+from .errors import MinisketchError
+
+CELLS = ("lstm", "layer_norm", "hyper")
+
+
+@dataclass
+class HParams:
+    # --- data ---
+    max_seq_len: int = 250            # longest sketch kept; N_max = longest kept sketch (reference 250)
+    random_scale_factor: float = 0.15  # training augmentation: scale dx, dy by 1 +- f (SPEC 1.4)
+    augment_stroke_prob: float = 0.10  # training augmentation: point dropping probability
+    # --- model sizes ---
+    enc_model: str = "lstm"           # encoder cell: lstm | layer_norm | hyper
+    dec_model: str = "lstm"           # decoder cell: lstm | layer_norm | hyper
+    enc_rnn_size: int = 256           # encoder units per direction (paper: 256)
+    dec_rnn_size: int = 512           # decoder units (paper: 512; 2048 for the hyper paper runs)
+    z_size: int = 128                 # latent size N_z (paper: 128)
+    num_mixture: int = 20             # M, bivariate Gaussian components (paper: 20)
+    hyper_num_units: int = 256        # HyperLSTM: hyper cell units (reference 256)
+    hyper_embedding_size: int = 32    # HyperLSTM: embedding size (reference 32)
+    conditional: bool = True          # False: decoder-only (unconditional) model, no KL
+    # --- regularization ---
+    use_recurrent_dropout: bool = True   # dropout on the candidate g (Semeniuta et al. 2016)
+    recurrent_dropout_prob: float = 0.90  # keep probability
+    use_input_dropout: bool = False      # dropout on the decoder input
+    input_dropout_prob: float = 0.90     # keep probability
+    use_output_dropout: bool = False     # dropout on the decoder output h
+    output_dropout_prob: float = 0.90    # keep probability
+    # --- objective ---
+    kl_weight: float = 0.5            # w_KL (paper: 0.5 for most classes)
+    kl_weight_start: float = 0.01     # w_start of the KL annealing schedule
+    kl_decay_rate: float = 0.99995    # R of the KL annealing schedule
+    kl_tolerance: float = 0.2         # KL_min floor (no KL gradient below it)
+    # --- optimization ---
+    batch_size: int = 100
+    learning_rate: float = 0.001
+    decay_rate: float = 0.9999        # lr_step = (lr - lr_min) * decay_rate^step + lr_min
+    min_learning_rate: float = 0.00001
+    grad_clip: float = 1.0            # element-wise clipping to [-grad_clip, grad_clip]
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "HParams":
+        for name in ("enc_model", "dec_model"):
+            if getattr(self, name) not in CELLS:
+                raise MinisketchError(f"{name} must be one of {', '.join(CELLS)}, "
+                                      f"got {getattr(self, name)!r}")
+        for name in ("enc_rnn_size", "dec_rnn_size", "z_size", "num_mixture", "batch_size",
+                     "max_seq_len", "hyper_num_units", "hyper_embedding_size"):
+            if int(getattr(self, name)) < 1:
+                raise MinisketchError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
+            if not 0.0 < float(getattr(self, name)) <= 1.0:
+                raise MinisketchError(f"{name} (a keep probability) must be in (0, 1]")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HParams":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise MinisketchError(f"unknown hyperparameter(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    def replace(self, **kw) -> "HParams":
+        return HParams.from_dict({**self.to_dict(), **kw})
+
+
+def _parse_bool(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (1/0/true/false), got {s!r}")
+
+
+def add_hparam_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--NAME VALUE`` for every HParams field (default None = not given)."""
+    group = parser.add_argument_group("hyperparameters (HParams fields)")
+    for f in fields(HParams):
+        kind = {bool: _parse_bool, int: int, float: float, str: str}[
+            {"bool": bool, "int": int, "float": float, "str": str}.get(f.type, f.type)]
+        kw = {"type": kind, "default": None, "metavar": f.type.upper() if isinstance(f.type, str) else "V",
+              "help": f"default {f.default!r}"}
+        if f.name in ("enc_model", "dec_model"):
+            kw["choices"] = CELLS
+        group.add_argument(f"--{f.name}", **kw)
+
+
+def hparams_from_args(args: argparse.Namespace, base: HParams | None = None) -> HParams:
+    """HParams from parsed arguments: fields given on the command line override ``base``."""
+    base = base or HParams()
+    given = {f.name: getattr(args, f.name) for f in fields(HParams)
+             if getattr(args, f.name, None) is not None}
+    return base.replace(**given)
