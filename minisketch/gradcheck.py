@@ -1,0 +1,161 @@
+"""Central-difference gradient checking: the spine of the tests and of the lessons.
+
+Every analytic backward pass in minisketch is compared, tensor by tensor and by name, with
+
+    numeric[k] = (f(x + eps e_k) - f(x - eps e_k)) / (2 eps)
+
+computed in float64 (float32 cannot resolve a difference quotient to 1e-6).
+
+The metric (per tensor, max over the checked entries k):
+
+    err = max_k |a_k - n_k| / max(|a_k| + |n_k|, floor)
+
+This is the usual relative error (CS231n's ``rel_error`` without the floor), which is scale free
+for the entries that matter. The floor keeps it meaningful for entries whose true gradient is tiny
+or exactly zero, where a pure relative error would only measure rounding noise:
+
+    floor = max(floor_rel * max_k |n_k|,  noise / tol)
+    noise = 8 * u * max(|f(x)|, 1) / eps        (u = 2.2e-16, float64 unit roundoff)
+
+``noise`` bounds the rounding error of a central difference: f(x +- eps e_k) each carry about
+``u |f|`` of rounding, divided by ``2 eps``; the factor 8 covers the handful of roundings in
+forming f (a sum of many terms). An entry far below the tensor's own gradient scale
+(``floor_rel`` = 1e-3 of its largest entry) or below ``noise / tol`` is therefore compared in
+absolute terms at that level rather than relative to itself. For an O(1) loss, eps = 1e-6 and
+tol = 1e-6 the noise term is ~1.8e-3, i.e. such entries must still agree to ~2e-9 absolutely.
+A wrong gradient of any noticeable size gives err close to 1 (a sign flip gives exactly 1).
+
+``check_gradients`` raises ``AssertionError`` naming the tensor and listing its worst entries
+(index, analytic, numeric, error); it returns the per-tensor errors so tests and lessons can
+report them.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+UNIT_ROUNDOFF = float(np.finfo(np.float64).eps)  # 2.2e-16
+
+
+def rel_error(a, n, floor: float = 0.0) -> float:
+    """max |a - n| / max(|a| + |n|, floor) over all entries (0.0 for empty arrays).
+
+    With floor = 0 this is the plain relative error; entries where both are exactly 0 count as 0.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    if a.size == 0:
+        return 0.0
+    return float(np.max(_entry_errors(a, n, floor)))
+
+
+def _entry_errors(a: np.ndarray, n: np.ndarray, floor: float) -> np.ndarray:
+    num = np.abs(a - n)
+    den = np.maximum(np.abs(a) + np.abs(n), floor)
+    out = np.zeros_like(num)
+    nz = den > 0
+    out[nz] = num[nz] / den[nz]
+    return out
+
+
+def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6, indices=None):
+    """Central-difference gradient of the scalar ``f()`` with respect to array ``x``.
+
+    ``x`` is modified in place (each entry nudged by +-eps, then restored exactly), so ``f`` must
+    read ``x`` each time it is called. ``x`` must be a float64 NumPy array.
+
+    indices: None for every entry (returns an array shaped like ``x``), or a 1-D sequence of flat
+        indices (returns a 1-D array with the derivative for each of them, in order).
+    """
+    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
+        raise TypeError("numerical_grad needs a float64 NumPy array "
+                        f"(got {type(x).__name__} {getattr(x, 'dtype', '')})")
+    flat = np.arange(x.size) if indices is None else np.asarray(indices, dtype=np.int64)
+    out = np.empty(flat.size, dtype=np.float64)
+    for j, k in enumerate(flat):
+        idx = np.unravel_index(int(k), x.shape)
+        old = x[idx]
+        x[idx] = old + eps
+        fp = float(f())
+        x[idx] = old - eps
+        fm = float(f())
+        x[idx] = old
+        out[j] = (fp - fm) / (2.0 * eps)
+    return out.reshape(x.shape) if indices is None else out
+
+
+def check_gradients(f: Callable[[], float], params: Mapping[str, np.ndarray],
+                    grads: Mapping[str, np.ndarray], eps: float = 1e-6, tol: float = 1e-6,
+                    max_entries: int | None = None, seed: int = 0, floor_rel: float = 1e-3,
+                    n_worst: int = 5, names=None) -> dict[str, float]:
+    """Compare analytic ``grads[name]`` with central differences of ``f()`` for each tensor.
+
+    f:        scalar function of the current contents of the arrays in ``params``.
+    params:   name -> float64 NumPy array, nudged in place (and restored).
+    grads:    name -> analytic gradient of f at the current params, same shape.
+    eps, tol: difference step and the largest allowed error (metric in the module docstring).
+    max_entries: check at most this many entries per tensor, chosen at random (seeded by ``seed``
+        and the tensor name) without replacement; None checks all.
+    floor_rel: the floor's fraction of the tensor's largest numeric gradient.
+    names:    which tensors to check (default: every key of ``params``).
+
+    Returns {name: err}. Raises AssertionError listing every failing tensor with its ``n_worst``
+    entries as (index, analytic, numeric, err).
+    """
+    names = list(params) if names is None else list(names)
+    f0 = float(f())
+    if not np.isfinite(f0):
+        raise AssertionError(f"check_gradients: f() = {f0} at the starting point")
+    noise = 8.0 * UNIT_ROUNDOFF * max(abs(f0), 1.0) / eps
+    errors: dict[str, float] = {}
+    failures = []
+    for name in names:
+        x = params[name]
+        if name not in grads:
+            raise AssertionError(f"check_gradients: no analytic gradient for {name!r}")
+        g = np.asarray(grads[name])
+        if g.shape != x.shape:
+            raise AssertionError(f"check_gradients: {name!r} gradient has shape {g.shape}, "
+                                 f"parameter has {x.shape}")
+        if x.size == 0:
+            errors[name] = 0.0
+            continue
+        if max_entries is not None and x.size > max_entries:
+            rng = np.random.default_rng([seed, _stable_hash(name)])
+            flat = np.sort(rng.choice(x.size, size=max_entries, replace=False))
+        else:
+            flat = np.arange(x.size)
+        num = numerical_grad(f, x, eps=eps, indices=flat)
+        ana = g.reshape(-1)[flat].astype(np.float64)
+        floor = max(floor_rel * float(np.max(np.abs(num))), noise / tol)
+        e = _entry_errors(ana, num, floor)
+        err = float(np.max(e)) if np.all(np.isfinite(e)) else float("inf")
+        if not np.all(np.isfinite(ana)):
+            err = float("inf")
+        errors[name] = err
+        if not err <= tol:
+            order = np.argsort(-np.nan_to_num(e, nan=np.inf))[:n_worst]
+            rows = "\n".join(
+                f"    {_index(int(flat[j]), x.shape)}: analytic {ana[j]:+.10e} "
+                f"numeric {num[j]:+.10e} err {e[j]:.2e}" for j in order)
+            failures.append(f"  {name} {x.shape}: err {err:.3e} > tol {tol:.1e} "
+                            f"(floor {floor:.2e}, {flat.size} of {x.size} entries checked); "
+                            f"worst entries (index: analytic numeric err):\n{rows}")
+    if failures:
+        raise AssertionError("gradient check failed for " + ", ".join(
+            repr(n) for n in names if not errors[n] <= tol) + "\n" + "\n".join(failures))
+    return errors
+
+
+def _index(k: int, shape) -> tuple:
+    """Flat index k as a tuple of plain ints (prints as (3, 1))."""
+    return tuple(int(i) for i in np.unravel_index(k, shape))
+
+
+def _stable_hash(name: str) -> int:
+    """A process-independent integer for a tensor name (Python's hash() is salted)."""
+    h = 0
+    for ch in name.encode():
+        h = (h * 131 + ch) % (2 ** 31 - 1)
+    return h

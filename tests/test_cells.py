@@ -1,0 +1,288 @@
+"""Recurrent cells: gradient checks of every parameter and input, step == forward, dtypes,
+initialization, parameter counts, padding masks, extreme inputs.
+
+Gradient-check metric (minisketch.gradcheck): per tensor, max over entries of
+|a - n| / max(|a| + |n|, floor), floor = max(1e-3 * max|n|, rounding-noise / tol); central
+differences in float64 with eps = 1e-6; tolerance TOL = 1e-6 for every tensor.
+The scalar checked is L = sum(hs * R) + sum(state_T * R_s) with fixed random R, R_s, so every
+output position and every state part carries gradient.
+"""
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from minisketch.gradcheck import check_gradients
+from minisketch.kernels.reference import kernel_set
+from minisketch.layers import lstm
+from minisketch.layers.lstm import sigmoid
+
+TOL = 1e-6
+
+
+def _cell(mod, prefix, opts=None):
+    return SimpleNamespace(
+        name=prefix, opts=opts or {},
+        init=getattr(mod, f"{prefix}_init"), state_size=getattr(mod, f"{prefix}_state_size"),
+        forward=getattr(mod, f"{prefix}_forward"), backward=getattr(mod, f"{prefix}_backward"),
+        step=getattr(mod, f"{prefix}_step"))
+
+
+CELLS = {
+    "lstm": _cell(lstm, "lstm"),
+}
+
+
+def _masks(lengths, T):
+    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).astype(np.float64)
+
+
+def _case(cell, seed, T, B, D, H, keep_prob=None, lengths=None, scale=1.0, perturb=0.3):
+    """Random float64 inputs and params (init perturbed so no tensor sits at a special value,
+    e.g. the hyper cell's zero-initialized W_zw)."""
+    rng = np.random.default_rng(seed)
+    p = cell.init(rng, D, H, np.float64, **cell.opts)
+    for k in p:
+        p[k] = p[k] + perturb * rng.standard_normal(p[k].shape)
+    S = cell.state_size(H, **cell.opts)
+    x = scale * rng.standard_normal((T, B, D))
+    state0 = 0.5 * rng.standard_normal((B, S))
+    keep = None
+    if keep_prob is not None:
+        keep = (rng.random((T, B, H)) < keep_prob) / keep_prob
+    mask = None if lengths is None else _masks(lengths, T)
+    R = rng.standard_normal((T, B, H))
+    Rs = rng.standard_normal((B, S))
+    return p, x, state0, keep, mask, R, Rs
+
+
+def _gradcheck(cell, p, x, state0, keep, mask, R, Rs, max_entries=None, dstate=True):
+    def loss():
+        hs, sT, _ = cell.forward(x, state0, p, keep=keep, mask=mask)
+        val = np.sum(hs * R)
+        if dstate:
+            val += np.sum(sT * Rs)
+        return float(val)
+    hs, sT, cache = cell.forward(x, state0, p, keep=keep, mask=mask)
+    dx, ds0, grads = cell.backward(R, Rs if dstate else None, cache)
+    assert set(grads) == set(p)
+    for k in p:
+        assert grads[k].shape == p[k].shape and grads[k] is not p[k]
+    params = dict(p, x=x, state0=state0)
+    ana = dict(grads, x=dx, state0=ds0)
+    return check_gradients(loss, params, ana, tol=TOL, max_entries=max_entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradient checks
+
+@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("variant", ["plain", "dropout", "mask", "dropout+mask", "no_dstate"])
+def test_gradients_fixed_cases(name, variant):
+    cell = CELLS[name]
+    T, B, D, H = 5, 4, 3, 4
+    keep_prob = 0.7 if "dropout" in variant else None
+    # lengths: full, length 1, an all-padding tail, and length 0 (a batch element never runs)
+    lengths = [5, 1, 3, 0] if "mask" in variant else None
+    case = _case(cell, 1234, T, B, D, H, keep_prob=keep_prob, lengths=lengths)
+    errs = _gradcheck(cell, *case, dstate=variant != "no_dstate",
+                      max_entries=60 if name == "hyper_lstm" else None)
+    assert max(errs.values()) < TOL, errs
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_gradients_sparse_dhs(name):
+    """dhs zero except at two steps (as when a loss reads only some outputs)."""
+    cell = CELLS[name]
+    p, x, state0, keep, mask, R, Rs = _case(cell, 7, 6, 2, 2, 3, keep_prob=0.8,
+                                            lengths=[6, 4])
+    R[[0, 2, 3, 5]] = 0.0
+    errs = _gradcheck(cell, p, x, state0, keep, mask, R, Rs, dstate=False,
+                      max_entries=60 if name == "hyper_lstm" else None)
+    assert max(errs.values()) < TOL, errs
+
+
+def _hypothesis_gradcheck(name):
+    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(T=st.integers(1, 4), B=st.integers(1, 3), D=st.integers(1, 3), H=st.integers(1, 4),
+           seed=st.integers(0, 2 ** 31 - 1), dropout=st.booleans(), masked=st.booleans(),
+           scale=st.floats(0.1, 2.0), data=st.data())
+    def check(T, B, D, H, seed, dropout, masked, scale, data):
+        cell = CELLS[name]
+        lengths = None
+        if masked:
+            lengths = data.draw(st.lists(st.integers(0, T), min_size=B, max_size=B))
+        case = _case(cell, seed, T, B, D, H, keep_prob=0.75 if dropout else None,
+                     lengths=lengths, scale=scale)
+        errs = _gradcheck(cell, *case, max_entries=40 if name == "hyper_lstm" else None)
+        assert max(errs.values()) < TOL, errs
+    return check
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_gradients_hypothesis(name):
+    _hypothesis_gradcheck(name)()
+
+
+# ---------------------------------------------------------------------------------------------
+# forward behaviour
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_step_equals_forward(name):
+    """Sampling uses _step: it must reproduce _forward step by step. Equal to 1e-13 relative in
+    float64 (the one-matmul input projection over T*B rows may round differently from a B-row
+    matmul in the last bit, depending on the BLAS)."""
+    cell = CELLS[name]
+    p, x, state0, _, _, _, _ = _case(cell, 3, 6, 3, 4, 5)
+    hs, sT, _ = cell.forward(x, state0, p)
+    state = state0
+    for t in range(x.shape[0]):
+        h, state = cell.step(x[t], state, p)
+        np.testing.assert_allclose(h, hs[t], rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(state, sT, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_forward_explicit_kernels_equal_default(name):
+    cell = CELLS[name]
+    p, x, state0, keep, mask, _, _ = _case(cell, 4, 3, 2, 2, 3, keep_prob=0.5, lengths=[3, 2])
+    a = cell.forward(x, state0, p, keep=keep, mask=mask)
+    b = cell.forward(x, state0, p, keep=keep, mask=mask, kernels=kernel_set())
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_float32_matches_float64(name):
+    cell = CELLS[name]
+    p, x, state0, keep, mask, R, Rs = _case(cell, 5, 7, 3, 4, 6, keep_prob=0.9,
+                                            lengths=[7, 5, 1], perturb=0.1)
+    f32 = lambda a: None if a is None else a.astype(np.float32)
+    p32 = {k: f32(v) for k, v in p.items()}
+    hs64, sT64, c64 = cell.forward(x, state0, p, keep=keep, mask=mask)
+    hs32, sT32, c32 = cell.forward(f32(x), f32(state0), p32, keep=f32(keep), mask=f32(mask))
+    assert hs32.dtype == sT32.dtype == np.float32
+    np.testing.assert_allclose(hs32, hs64, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(sT32, sT64, rtol=0, atol=1e-5)
+    dx32, ds32, g32 = cell.backward(f32(R), f32(Rs), c32)
+    dx64, ds64, g64 = cell.backward(R, Rs, c64)
+    assert dx32.dtype == ds32.dtype == np.float32
+    for k in g64:
+        assert g32[k].dtype == np.float32
+        scale = max(1.0, np.abs(g64[k]).max())
+        np.testing.assert_allclose(g32[k], g64[k], rtol=0, atol=2e-5 * scale, err_msg=k)
+    np.testing.assert_allclose(dx32, dx64, rtol=0, atol=2e-5 * max(1.0, np.abs(dx64).max()))
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_padding_steps_leave_state_unchanged(name):
+    """A batch element with length L gives the same hs[:L] and final state as running only its
+    first L steps; every padding step repeats the last real h, and gradients at padding steps
+    w.r.t. x are exactly zero."""
+    cell = CELLS[name]
+    T, B = 6, 4
+    lengths = [6, 1, 3, 0]
+    p, x, state0, keep, _, R, Rs = _case(cell, 11, T, B, 3, 4, keep_prob=0.8)
+    mask = _masks(lengths, T)
+    hs, sT, cache = cell.forward(x, state0, p, keep=keep, mask=mask)
+    S = sT.shape[1]
+    for b, L in enumerate(lengths):
+        if L == 0:
+            np.testing.assert_array_equal(sT[b], state0[b])
+            np.testing.assert_array_equal(hs[:, b], np.broadcast_to(
+                cell.forward(x[:1, b:b + 1], state0[b:b + 1], p, mask=np.zeros((1, 1)))[0][0, 0],
+                hs[:, b].shape))
+            continue
+        hs_b, sT_b, _ = cell.forward(x[:L, b:b + 1], state0[b:b + 1], p, keep=keep[:L, b:b + 1])
+        np.testing.assert_allclose(hs[:L, b], hs_b[:, 0], rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(sT[b], sT_b[0], rtol=1e-13, atol=1e-14)
+        for t in range(L, T):
+            np.testing.assert_array_equal(hs[t, b], hs[L - 1, b])
+    dx, ds0, _ = cell.backward(R, Rs, cache)
+    for b, L in enumerate(lengths):
+        assert np.all(dx[L:, b] == 0.0)
+    # an element that never runs passes the final-state gradient straight to state0, except for
+    # h, which also receives sum over t of dhs[t] (every hs[t] is h0)
+    assert ds0.shape == (B, S)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_extreme_inputs_finite_and_warning_free(name):
+    cell = CELLS[name]
+    p, x, state0, keep, mask, R, Rs = _case(cell, 2, 3, 2, 3, 4, keep_prob=0.9, lengths=[3, 2])
+    x = x * 1e4
+    for k in p:
+        p[k] = p[k] * 100.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            hs, sT, cache = cell.forward(x, state0, p, keep=keep, mask=mask)
+            dx, ds0, grads = cell.backward(R, Rs, cache)
+    for a in [hs, sT, dx, ds0, *grads.values()]:
+        assert np.all(np.isfinite(a))
+
+
+def test_sigmoid_extremes_and_accuracy():
+    for dt in (np.float32, np.float64):
+        z = np.array([-1e30, -1e4, -800.0, -90.0, -1.0, 0.0, 1.0, 90.0, 800.0, 1e4, 1e30,
+                      -np.inf, np.inf], dtype=dt)
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            s = sigmoid(z)
+        assert s.dtype == dt and np.all(np.isfinite(s))
+        assert np.all((s >= 0) & (s <= 1))
+        assert s[0] == 0 and s[-3] == 1 and s[5] == 0.5
+    z = np.linspace(-30, 30, 601)
+    np.testing.assert_allclose(sigmoid(z), 1 / (1 + np.exp(-z)), rtol=1e-15)
+    # relative accuracy in the far negative tail (where 1 - sigmoid(-z) would cancel)
+    np.testing.assert_allclose(sigmoid(np.array([-700.0])), np.exp(-700.0), rtol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
+# initialization and sizes
+
+def test_lstm_init_shapes_orthogonality_and_param_count():
+    rng = np.random.default_rng(0)
+    p = lstm.lstm_init(rng, 133, 512, np.float64)
+    assert {k: v.shape for k, v in p.items()} == {
+        "W_xh": (133, 2048), "W_hh": (512, 2048), "b": (2048,)}
+    assert sum(v.size for v in p.values()) == 1_323_008
+    for k in range(4):
+        blk = p["W_hh"][:, k * 512:(k + 1) * 512]
+        np.testing.assert_allclose(blk.T @ blk, np.eye(512), atol=1e-12)
+    # the blocks are independent, not one matrix repeated
+    assert not np.allclose(p["W_hh"][:, :512], p["W_hh"][:, 512:1024])
+    assert np.all(p["b"] == 0)
+    L = np.sqrt(6 / (133 + 2048))
+    assert np.abs(p["W_xh"]).max() <= L
+    assert lstm.lstm_state_size(512) == 1024
+    p32 = lstm.lstm_init(np.random.default_rng(0), 5, 3, np.float32)
+    assert all(v.dtype == np.float32 for v in p32.values())
+
+
+def test_lstm_matches_naive_formula():
+    """Independent re-derivation of one LSTM step straight from SPEC section 3."""
+    rng = np.random.default_rng(9)
+    D, H, B = 3, 4, 2
+    p = lstm.lstm_init(rng, D, H, np.float64)
+    p["b"] = rng.standard_normal(4 * H)
+    x = rng.standard_normal((1, B, D))
+    c0, h0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    keep = (rng.random((1, B, H)) < 0.5) / 0.5
+    hs, sT, _ = lstm.lstm_forward(x, np.concatenate([c0, h0], 1), p, keep=keep)
+    a = np.concatenate([x[0], h0], 1) @ np.concatenate([p["W_xh"], p["W_hh"]], 0) + p["b"]
+    ai, aj, af, ao = np.split(a, 4, axis=1)
+    sg = lambda v: 1 / (1 + np.exp(-v))
+    c = c0 * sg(af + 1.0) + sg(ai) * np.tanh(aj) * keep[0]
+    h = np.tanh(c) * sg(ao)
+    np.testing.assert_allclose(hs[0], h, rtol=1e-12)
+    np.testing.assert_allclose(sT, np.concatenate([c, h], 1), rtol=1e-12)
+
+
+def test_kernel_set_names():
+    ks = kernel_set()
+    for n in ["lstm_cell_forward", "lstm_cell_backward"]:
+        assert callable(getattr(ks, n))
+    ks.extra = 1  # a fresh namespace each call: callers may extend it
+    assert not hasattr(kernel_set(), "extra")
