@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from minisketch.gradcheck import check_gradients
 from minisketch.kernels.reference import kernel_set
-from minisketch.layers import lstm
+from minisketch.layers import layer_norm_lstm, lstm
 from minisketch.layers.lstm import sigmoid
 
 TOL = 1e-6
@@ -32,6 +32,7 @@ def _cell(mod, prefix, opts=None):
 
 CELLS = {
     "lstm": _cell(lstm, "lstm"),
+    "ln_lstm": _cell(layer_norm_lstm, "ln_lstm"),
 }
 
 
@@ -282,7 +283,49 @@ def test_lstm_matches_naive_formula():
 
 def test_kernel_set_names():
     ks = kernel_set()
-    for n in ["lstm_cell_forward", "lstm_cell_backward"]:
+    for n in ["lstm_cell_forward", "lstm_cell_backward", "ln_lstm_cell_forward",
+              "ln_lstm_cell_backward"]:
         assert callable(getattr(ks, n))
     ks.extra = 1  # a fresh namespace each call: callers may extend it
     assert not hasattr(kernel_set(), "extra")
+
+
+def _naive_ln(v, gamma, beta):
+    mu = v.mean(-1, keepdims=True)
+    return gamma * (v - mu) / np.sqrt(((v - mu) ** 2).mean(-1, keepdims=True) + 1e-3) + beta
+
+
+def test_ln_lstm_matches_naive_formula():
+    """Independent re-derivation of one layer-norm LSTM step straight from SPEC section 3."""
+    rng = np.random.default_rng(10)
+    D, H, B = 3, 5, 2
+    p = layer_norm_lstm.ln_lstm_init(rng, D, H, np.float64)
+    for k in ("ln_gamma", "ln_beta", "ln_c_gamma", "ln_c_beta"):
+        p[k] = p[k] + 0.5 * rng.standard_normal(p[k].shape)
+    x = rng.standard_normal((1, B, D))
+    c0, h0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    keep = (rng.random((1, B, H)) < 0.5) / 0.5
+    hs, sT, _ = layer_norm_lstm.ln_lstm_forward(x, np.concatenate([c0, h0], 1), p, keep=keep)
+    a = x[0] @ p["W_xh"] + h0 @ p["W_hh"]
+    blocks = [_naive_ln(blk, gm, bt) for blk, gm, bt in zip(
+        np.split(a, 4, 1), np.split(p["ln_gamma"], 4), np.split(p["ln_beta"], 4))]
+    sg = lambda v: 1 / (1 + np.exp(-v))
+    c = c0 * sg(blocks[2] + 1.0) + sg(blocks[0]) * np.tanh(blocks[1]) * keep[0]
+    h = np.tanh(_naive_ln(c, p["ln_c_gamma"], p["ln_c_beta"])) * sg(blocks[3])
+    np.testing.assert_allclose(hs[0], h, rtol=1e-12)
+    np.testing.assert_allclose(sT, np.concatenate([c, h], 1), rtol=1e-12)
+
+
+def test_ln_lstm_init():
+    rng = np.random.default_rng(0)
+    p = layer_norm_lstm.ln_lstm_init(rng, 133, 64, np.float64)
+    assert {k: v.shape for k, v in p.items()} == {
+        "W_xh": (133, 256), "W_hh": (64, 256), "ln_gamma": (256,), "ln_beta": (256,),
+        "ln_c_gamma": (64,), "ln_c_beta": (64,)}
+    assert sum(v.size for v in p.values()) == 133 * 256 + 64 * 256 + 2 * 256 + 2 * 64
+    for k in range(4):
+        blk = p["W_hh"][:, k * 64:(k + 1) * 64]
+        np.testing.assert_allclose(blk.T @ blk, np.eye(64), atol=1e-12)
+    assert np.all(p["ln_gamma"] == 1) and np.all(p["ln_c_gamma"] == 1)
+    assert np.all(p["ln_beta"] == 0) and np.all(p["ln_c_beta"] == 0)
+    assert layer_norm_lstm.ln_lstm_state_size(64) == 128
