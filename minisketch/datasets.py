@@ -1,0 +1,173 @@
+"""Datasets: ``load_dataset(SOURCE)`` -> :class:`Dataset` with train/valid/test stroke-3 lists.
+
+SOURCE is one of
+
+- a path to a sketch-rnn ``.npz`` (read with :mod:`minisketch.safe_npz`, never unpickling code);
+- a path to a QuickDraw ``.ndjson`` file (converted with RDP ``epsilon`` and split 90/5/5 by
+  ``seed``, see :func:`minisketch.quickdraw.split_sketches`);
+- a QuickDraw class name such as ``"cat"`` or ``"sea turtle"`` (its sketch-rnn ``.npz`` is
+  downloaded once into the cache, see :func:`minisketch.quickdraw.download`);
+- ``builtin:shapes`` (or ``builtin:shapes:SEED``; default seed 0), the offline procedural set;
+- a list of SOURCEs, concatenated split by split (multi-class models).
+
+Preprocessing follows SPEC section 1: every sketch is clamped to [-1000, 1000] and cast to
+float32; empty sketches and, with ``max_seq_len``, longer sketches are dropped (and counted);
+``Dataset.max_seq_len`` (N_max) is the longest kept sketch over all three splits; the scale
+factor is computed over the kept training sketches of all sources together. Sketches stay in
+data units: :func:`~minisketch.strokes.make_batch` divides by the scale factor.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import quickdraw, shapes
+from .errors import DataError
+from .safe_npz import SPLITS, load_npz
+from .strokes import clamp_stroke3, scale_factor
+
+BUILTIN_SHAPES = "builtin:shapes"
+
+
+@dataclass
+class Dataset:
+    """Train/valid/test sketches and what a model needs to know about them.
+
+    train, valid, test: lists of float32 stroke-3 arrays ``[L, 3]`` in data units (clamped,
+                        not normalized), 1 <= L <= max_seq_len.
+    scale_factor:       normalizing factor (population std of the training dx, dy).
+    max_seq_len:        N_max, the longest kept sketch over all three splits.
+    dropped:            sketches left out (longer than the limit, or empty).
+    name:               the SOURCE(s), joined with "+".
+    labels:             per split, int64 ``[n]`` index into ``class_names`` of each sketch.
+    class_names:        one name per class (a file's stem, a QuickDraw class, a shape).
+    """
+
+    train: list
+    valid: list
+    test: list
+    scale_factor: float
+    max_seq_len: int
+    dropped: int = 0
+    name: str = ""
+    labels: dict = field(default_factory=dict)
+    class_names: list = field(default_factory=list)
+
+    def split(self, name: str) -> list:
+        """The list of sketches of split ``name`` ("train", "valid" or "test")."""
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def class_indices(self, split: str, class_name: str) -> np.ndarray:
+        """Indices in ``split`` of the sketches of ``class_name`` (e.g. ``"circle"``)."""
+        if class_name not in self.class_names:
+            raise DataError(f"no class {class_name!r} in {self.name}; classes: "
+                            f"{', '.join(self.class_names)}")
+        wanted = [i for i, c in enumerate(self.class_names) if c == class_name]
+        return np.flatnonzero(np.isin(self.labels[split], wanted))
+
+    def info(self) -> dict:
+        """Summary as ``python -m minisketch.data info --json`` prints it."""
+        return {"name": self.name,
+                "splits": {k: len(getattr(self, k)) for k in SPLITS},
+                "max_seq_len": int(self.max_seq_len),
+                "scale_factor": float(self.scale_factor),
+                "dropped": int(self.dropped),
+                "classes": list(self.class_names)}
+
+
+def _looks_like_path(source: str) -> bool:
+    return (any(sep in source for sep in ("/", "\\")) or source.startswith(("~", "."))
+            or Path(source).suffix.lower() in (".npz", ".ndjson", ".json"))
+
+
+def _is_ndjson(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    if suffix in (".ndjson", ".json"):
+        return True
+    if suffix == ".npz":
+        return False
+    with open(path, "rb") as f:
+        return f.read(64).lstrip().startswith(b"{")
+
+
+def _load_source(source, cache_dir, base_url, epsilon: float, seed: int):
+    """One SOURCE -> (splits {name: list}, labels {name: int array}, class names)."""
+    text = os.fspath(source)
+    if text == BUILTIN_SHAPES or text.startswith(BUILTIN_SHAPES + ":"):
+        suffix = text[len(BUILTIN_SHAPES) + 1:]
+        if suffix and not suffix.isdigit():
+            raise DataError(f"{text!r}: the seed after builtin:shapes: must be a whole number")
+        splits, labels = shapes.generate(seed=int(suffix) if suffix else 0)
+        return splits, labels, list(shapes.CLASSES)
+    if text.startswith("builtin:"):
+        raise DataError(f"unknown built-in dataset {text!r}; the built-in one is "
+                        f"{BUILTIN_SHAPES}")
+    path = Path(text).expanduser()
+    if path.is_file():
+        if _is_ndjson(path):
+            splits = quickdraw.split_sketches(quickdraw.read_ndjson(path, epsilon), seed)
+        else:
+            splits = load_npz(path)
+        name = path.name.split(".")[0] or path.name
+    elif path.is_dir():
+        raise DataError(f"{path} is a folder; give a .npz or .ndjson file inside it")
+    elif not _looks_like_path(text) and quickdraw.is_class_name(text):
+        splits = load_npz(quickdraw.download(text, cache_dir=cache_dir, base_url=base_url))
+        name = text
+    elif _looks_like_path(text):
+        raise DataError(f"{text} does not exist; give a .npz or .ndjson file, a QuickDraw "
+                        f"class name (e.g. cat) or {BUILTIN_SHAPES}")
+    else:
+        raise DataError(f"{text!r} is neither a file nor a QuickDraw class name (letters, "
+                        f"digits, spaces, hyphens) nor {BUILTIN_SHAPES}")
+    labels = {k: np.zeros(len(v), dtype=np.int64) for k, v in splits.items()}
+    return splits, labels, [name]
+
+
+def load_dataset(source: str | os.PathLike | Sequence[str | os.PathLike],
+                 max_seq_len: int | None = None, cache_dir: str | os.PathLike | None = None,
+                 base_url: str | None = None, epsilon: float = 2.0, seed: int = 0) -> Dataset:
+    """Load one SOURCE or a list of them (see the module docstring) -> :class:`Dataset`.
+
+    max_seq_len: drop sketches with more points (None: keep all); counted in ``dropped``.
+    cache_dir, base_url: where QuickDraw class downloads go and come from.
+    epsilon:     RDP epsilon for ``.ndjson`` sources (0: no simplification).
+    seed:        split seed for ``.ndjson`` sources (``builtin:shapes:SEED`` has its own).
+    """
+    sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    if not sources:
+        raise DataError("no data source given")
+    if max_seq_len is not None and int(max_seq_len) < 1:
+        raise DataError(f"max_seq_len must be a positive integer, got {max_seq_len}")
+    merged = {k: [] for k in SPLITS}
+    merged_labels = {k: [] for k in SPLITS}
+    class_names: list[str] = []
+    dropped = 0
+    for src in sources:
+        splits, labels, names = _load_source(src, cache_dir, base_url, epsilon, seed)
+        for k in SPLITS:
+            for s, lab in zip(splits[k], labels[k]):
+                if len(s) == 0 or (max_seq_len is not None and len(s) > int(max_seq_len)):
+                    dropped += 1
+                    continue
+                merged[k].append(clamp_stroke3(s))
+                merged_labels[k].append(int(lab) + len(class_names))
+        class_names += names
+    name = "+".join(os.fspath(s) for s in sources)
+    for k in SPLITS:
+        if not merged[k]:
+            limit = f" with at most {max_seq_len} points" if max_seq_len is not None else ""
+            raise DataError(f"{name}: no {k} sketches{limit} are left; "
+                            "raise --max-seq-len or use another source")
+    return Dataset(train=merged["train"], valid=merged["valid"], test=merged["test"],
+                   scale_factor=scale_factor(merged["train"]),
+                   max_seq_len=max(len(s) for k in SPLITS for s in merged[k]),
+                   dropped=dropped, name=name,
+                   labels={k: np.asarray(v, dtype=np.int64) for k, v in merged_labels.items()},
+                   class_names=class_names)
