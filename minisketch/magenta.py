@@ -38,7 +38,7 @@ import binascii
 import json
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,13 +216,14 @@ def read_gen_json(path) -> tuple[dict, dict[str, np.ndarray]]:
 def _write_bytes_atomic(path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # same folder: same disk
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        f = open(tmp, "xb")                           # normal permissions (umask), never shared
     except OSError as e:
         raise MinisketchError(f"cannot write {path}: {e.strerror or e} (check that the "
                               f"folder exists and is writable)") from None
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
