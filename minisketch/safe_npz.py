@@ -222,7 +222,8 @@ def load_npz(path: str | os.PathLike, keys: Sequence[str] = SPLITS) -> dict[str,
                 out[k] = _sketch_list(_read_npy(buf, f"{path}: '{k}'"), f"{path}: '{k}'")
     except zipfile.BadZipFile as e:
         if size and head.startswith(_ZIP_MAGIC):
-            raise DataError(f"{path} is truncated or corrupt ({e}); download it again") from None
+            raise DataError(f"{path} is truncated or corrupt (an incomplete zip archive: "
+                            f"{str(e).rstrip('.').lower()}); download it again") from None
         _sniff(path, head, size)
     except (EOFError, zlib.error, zipfile.LargeZipFile, NotImplementedError) as e:
         raise DataError(f"{path} is truncated or unreadable ({type(e).__name__}: {e}); "

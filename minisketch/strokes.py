@@ -142,17 +142,12 @@ def _segment_distances(pts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndar
     return np.hypot(pts[:, 0] - proj[:, 0], pts[:, 1] - proj[:, 1])
 
 
-def rdp(points: np.ndarray, epsilon: float) -> np.ndarray:
-    """Ramer-Douglas-Peucker simplification of one polyline ``[n, 2]`` -> ``[m, 2]``, m <= n.
-
-    Keeps the first and last point; a point between two kept points is kept when it lies
-    farther than ``epsilon`` from the segment joining them (distance to the *segment*, so a
-    stroke that doubles back keeps its turning point). ``epsilon <= 0`` returns a copy.
-    """
+def rdp_keep(points: np.ndarray, epsilon: float) -> np.ndarray:
+    """Boolean mask ``[n]`` of the points Ramer-Douglas-Peucker keeps (see :func:`rdp`)."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     n = len(pts)
     if n <= 2 or epsilon <= 0:
-        return pts.copy()
+        return np.ones(n, dtype=bool)
     keep = np.zeros(n, dtype=bool)
     keep[0] = keep[-1] = True
     stack = [(0, n - 1)]
@@ -167,7 +162,18 @@ def rdp(points: np.ndarray, epsilon: float) -> np.ndarray:
             keep[m] = True
             stack.append((i, m))
             stack.append((m, j))
-    return pts[keep]
+    return keep
+
+
+def rdp(points: np.ndarray, epsilon: float) -> np.ndarray:
+    """Ramer-Douglas-Peucker simplification of one polyline ``[n, 2]`` -> ``[m, 2]``, m <= n.
+
+    Keeps the first and last point; a point between two kept points is kept when it lies
+    farther than ``epsilon`` from the segment joining them (distance to the *segment*, so a
+    stroke that doubles back keeps its turning point). ``epsilon <= 0`` returns a copy.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return pts[rdp_keep(pts, epsilon)]
 
 
 def simplify_stroke3(s3: np.ndarray, epsilon: float) -> np.ndarray:
