@@ -32,6 +32,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from .errors import DataError, MinisketchError
+from .strokes import stroke3_to_polylines
 
 SVG_NS = "http://www.w3.org/2000/svg"
 SWEEP_TEMPERATURES = (0.01, 0.2, 0.4, 0.6, 0.8, 1.0)  # a readable row of the paper's tau sweep
@@ -80,18 +81,12 @@ def sketch_list(sketches_or_sketch) -> list[np.ndarray]:
 
 
 def sketch_strokes(sketch) -> list[np.ndarray]:
-    """Absolute points of each pen-down stroke: a list of ``[n_k, 2]`` arrays (n_k >= 1).
+    """Absolute points of each pen-down stroke of a checked sketch: ``[n_k, 2]`` arrays, n_k >= 1.
 
     Point t is ``cumsum(dx, dy)`` up to row t; a stroke ends at a row with ``p = 1`` or at the
-    last row. The origin itself is not a point (the first row is an offset from it).
+    last row; the origin itself is not a point (see ``strokes.stroke3_to_polylines``).
     """
-    s = check_sketch(sketch)
-    points = np.cumsum(s[:, :2], axis=0)
-    ends = np.flatnonzero(s[:, 2] == 1) + 1           # one past the last row of each stroke
-    if ends.size == 0 or ends[-1] != len(s):
-        ends = np.append(ends, len(s))               # an unfinished last stroke
-    starts = np.concatenate([[0], ends[:-1]])
-    return [points[a:b] for a, b in zip(starts, ends)]
+    return stroke3_to_polylines(check_sketch(sketch))
 
 
 def _fit(points: np.ndarray, width: float, height: float, padding: float):
@@ -124,12 +119,12 @@ def _grid_shape(n: int, ncols: int | None) -> tuple[int, int]:
     return math.ceil(n / ncols), ncols
 
 
-def _check_labels(labels, n: int, what: str = "labels") -> list[str] | None:
+def _check_labels(labels, n: int) -> list[str] | None:
     if labels is None:
         return None
     labels = [str(s) for s in labels]
     if len(labels) != n:
-        raise MinisketchError(f"got {len(labels)} {what} for {n} sketches; give one per sketch")
+        raise MinisketchError(f"got {len(labels)} labels for {n} sketches; give one per sketch")
     return labels
 
 
@@ -294,16 +289,15 @@ def save_png(sketches_or_sketch, path, ncols: int | None = None, cell: float = 1
     sketches = sketch_list(sketches_or_sketch)
     labels = _check_labels(labels, len(sketches))
     nrows, ncols = _grid_shape(len(sketches), ncols)
-    label_h = LABEL_HEIGHT if labels else 0
-    fig = Figure(figsize=(ncols * cell / dpi, nrows * (cell + label_h) / dpi), dpi=dpi,
-                 facecolor=background)
+    row_h = cell + (LABEL_HEIGHT if labels else 0)   # a label band above each cell
+    width, height = ncols * cell, nrows * row_h       # pixels
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor=background)
     FigureCanvasAgg(fig)
     for k, sketch in enumerate(sketches):
         r, c = divmod(k, ncols)
-        # axes rectangle in figure fractions: the cell, less the label band at its top
-        W, Hgt = ncols * cell, nrows * (cell + label_h)
-        ax = fig.add_axes((c * cell / W, 1 - ((r + 1) * (cell + label_h)) / Hgt,
-                           cell / W, cell / Hgt))
+        # axes rectangle (left, bottom, width, height) in figure fractions, origin bottom left
+        ax = fig.add_axes((c * cell / width, 1 - (r + 1) * row_h / height,
+                           cell / width, cell / height))
         ax.set_axis_off()
         for st in _fitted_strokes(sketch, 0, 0, cell, cell, padding):
             if len(st) == 1:
@@ -354,7 +348,7 @@ def save_gif(sketches_or_sketch, path, stride: int = 1, cell: int = 256,
     stride = _check_stride(stride)
     sketches = sketch_list(sketches_or_sketch)
     nrows, ncols = _grid_shape(len(sketches), ncols)
-    cell = int(cell)
+    cell, stroke_width = int(cell), int(stroke_width)
     n_max = max(len(s) for s in sketches)
     palette = [255, 255, 255, 0, 0, 0, 220, 30, 30]   # 0 background, 1 ink, 2 pen marker
     ink = Image.new("P", (ncols * cell, nrows * cell), 0)
