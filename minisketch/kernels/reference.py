@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from ..layers import layer_norm_lstm, lstm
+from ..layers import hyper_lstm, layer_norm_lstm, lstm
 from ..layers import mdn
 
 # module -> names of its step functions in the kernel set
 _MODULES = [
     (lstm, ("lstm_cell_forward", "lstm_cell_backward")),
     (layer_norm_lstm, ("ln_lstm_cell_forward", "ln_lstm_cell_backward")),
+    (hyper_lstm, ("hyper_modulate_forward", "hyper_modulate_backward")),
     (mdn, ("mdn_loss_and_grad", "mdn_loss")),
 ]
 

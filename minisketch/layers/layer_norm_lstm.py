@@ -219,7 +219,7 @@ def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
     W_xh, W_hh = p["W_xh"], p["W_hh"]
     T, B, D = x.shape
     H = W_hh.shape[0]
-    dt = xp.result_type(x, W_xh)
+    dt = xp.result_type(x.dtype, W_xh.dtype)
     XW = (x.reshape(T * B, D) @ W_xh).reshape(T, B, 4 * H)      # all input projections at once
     hs_all = xp.empty((T + 1, B, H), dtype=dt)                  # hs_all[t] is h_prev of step t
     cs_all = xp.empty((T + 1, B, H), dtype=dt)
@@ -300,7 +300,7 @@ def ln_lstm_step(x_t, state, p, kernels=None):
     W_xh, W_hh = p["W_xh"], p["W_hh"]
     H = W_hh.shape[0]
     B = x_t.shape[0]
-    dt = xp.result_type(x_t, W_xh)
+    dt = xp.result_type(x_t.dtype, W_xh.dtype)
     c_prev = xp.ascontiguousarray(state[:, :H], dtype=dt)
     h_prev = xp.ascontiguousarray(state[:, H:], dtype=dt)
     a = h_prev @ W_hh

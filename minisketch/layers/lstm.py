@@ -189,7 +189,7 @@ def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
     W_xh, W_hh, b = p["W_xh"], p["W_hh"], p["b"]
     T, B, D = x.shape
     H = W_hh.shape[0]
-    dt = xp.result_type(x, W_xh)
+    dt = xp.result_type(x.dtype, W_xh.dtype)
     # all steps' input projections as one matmul
     XW = (x.reshape(T * B, D) @ W_xh).reshape(T, B, 4 * H)
     XW += b
@@ -269,7 +269,7 @@ def lstm_step(x_t, state, p, kernels=None):
     W_xh, W_hh, b = p["W_xh"], p["W_hh"], p["b"]
     H = W_hh.shape[0]
     B = x_t.shape[0]
-    dt = xp.result_type(x_t, W_xh)
+    dt = xp.result_type(x_t.dtype, W_xh.dtype)
     xw = x_t @ W_xh
     xw += b
     c_prev = xp.ascontiguousarray(state[:, :H], dtype=dt)

@@ -1,0 +1,355 @@
+"""HyperLSTM cell (Ha, Dai & Le 2016, as used by sketch-rnn) over a time-major sequence.
+
+A small layer-norm LSTM, the *hyper cell* (Hh = ``hyper_num_units`` units, no dropout), reads
+concat(x_t, h_prev) and produces h_hat. From h_hat come per-unit scales of the eight weight blocks
+{W_xh x, W_hh h} x {i, j, f, o} of the main cell, and biases of its four h-blocks (SPEC section 3):
+
+    hyper cell:  a_hat = [x_t, h_prev] @ hyper_W_xh + h_hat_prev @ hyper_W_hh
+                 (c_hat, h_hat) = layer-norm LSTM update of (c_hat_prev, h_hat_prev) from a_hat
+    embeddings:  zw = h_hat @ W_zw + b_zw          [B, 8E]  (block k uses zw[:, kE:(k+1)E])
+                 zb = h_hat @ W_zb                 [B, 4E]
+    scales:      alpha_k = zw_k @ W_alpha[k]       [B, H]   k = 0..7: x-blocks i, j, f, o,
+                                                            then h-blocks i, j, f, o
+    biases:      beta_k  = zb_k @ W_beta[k]        [B, H]   k = 0..3: gates i, j, f, o
+    main cell:   a_k = alpha_k * (x_t @ W_xh)_k + alpha_{4+k} * (h_prev @ W_hh)_k + beta_k + b_k
+                 then exactly the layer-norm LSTM (``layer_norm_lstm.py``) from a:
+                 y_k = gamma_k LN(a_k) + beta'_k; c = c_prev sigmoid(y_f + 1) + sigmoid(y_i) g;
+                 g = tanh(y_j) * keep_t; h = tanh(gamma_c LN(c) + beta'_c) sigmoid(y_o)
+
+State layout: one array [B, 2H + 2Hh] = [h | h_hat | c | c_hat] (SPEC; magenta's layout).
+
+Parameters (E = ``hyper_embedding_size``):
+    W_xh [D, 4H]              Glorot-uniform
+    W_hh [H, 4H]              four independent orthogonal H x H blocks
+    b [4H]                    zeros (plain gate bias)
+    ln_gamma [4H], ln_beta [4H], ln_c_gamma [H], ln_c_beta [H]   ones / zeros
+    hyper_W_xh [D + H, 4Hh]   the hyper cell's input weights; rows 0..D-1 read x, rows D.. read
+                              h_prev (Glorot-uniform over fan-in D + H)
+    hyper_W_hh [Hh, 4Hh], hyper_ln_gamma [4Hh], hyper_ln_beta [4Hh], hyper_ln_c_gamma [Hh],
+    hyper_ln_c_beta [Hh]      the rest of the hyper cell (a layer-norm LSTM, reference init)
+    W_zw [Hh, 8E]             zeros      (the eight z_w projections side by side)
+    b_zw [8E]                 ones
+    W_alpha [8, E, H]         0.1 / E    (so alpha = 0.1 at init)
+    W_zb [Hh, 4E]             N(0, 0.01^2), no bias
+    W_beta [4, E, H]          zeros
+
+Work layout: one matmul each for the input projections x @ W_xh and x @ hyper_W_xh[:D] over all
+steps; per step the recurrent matmuls (h_prev @ W_hh, h_prev @ hyper_W_xh[D:],
+h_hat_prev @ hyper_W_hh, the embedding and scale matmuls) and the pointwise step functions
+``ln_lstm_cell_forward`` (hyper cell and main cell), ``hyper_modulate_forward`` and their
+backward twins, dispatched through ``kernels``; weight gradients one matmul (or one batched
+matmul / reduction) each over all steps; buffers allocated once per sequence.
+
+``hyper_lstm_backward`` returns fresh gradient arrays (nothing is accumulated into buffers).
+Runs on NumPy or CuPy arrays unchanged.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..backend import get_xp
+from .layer_norm_lstm import ln_lstm_init, ln_param_grads
+from .linear import glorot_uniform, orthogonal
+from .lstm import resolve_kernels
+
+HYPER_NUM_UNITS = 256       # Hh, sketch-rnn's hyper_num_units
+HYPER_EMBEDDING_SIZE = 32   # E, sketch-rnn's hyper_embedding_size
+ALPHA_INIT = 0.1            # alpha = 0.1 at init (W_alpha = 0.1 / E, zw = 1)
+
+
+def hyper_lstm_init(rng: np.random.Generator, input_size: int, hidden_size: int,
+                    dtype=np.float32, hyper_num_units: int = HYPER_NUM_UNITS,
+                    hyper_embedding_size: int = HYPER_EMBEDDING_SIZE):
+    """Reference initialization of every parameter listed in the module docstring (NumPy)."""
+    D, H, Hh, E = input_size, hidden_size, hyper_num_units, hyper_embedding_size
+    p = {
+        "W_xh": glorot_uniform(rng, D, 4 * H, dtype),
+        "W_hh": np.concatenate([orthogonal(rng, H, dtype) for _ in range(4)], axis=1),
+        "b": np.zeros(4 * H, dtype=dtype),
+        "ln_gamma": np.ones(4 * H, dtype=dtype),
+        "ln_beta": np.zeros(4 * H, dtype=dtype),
+        "ln_c_gamma": np.ones(H, dtype=dtype),
+        "ln_c_beta": np.zeros(H, dtype=dtype),
+    }
+    for k, v in ln_lstm_init(rng, D + H, Hh, dtype).items():
+        p["hyper_" + k] = v
+    p["W_zw"] = np.zeros((Hh, 8 * E), dtype=dtype)
+    p["b_zw"] = np.ones(8 * E, dtype=dtype)
+    p["W_alpha"] = np.full((8, E, H), ALPHA_INIT / E, dtype=dtype)
+    p["W_zb"] = (0.01 * rng.standard_normal((Hh, 4 * E))).astype(dtype)
+    p["W_beta"] = np.zeros((4, E, H), dtype=dtype)
+    return p
+
+
+def hyper_lstm_state_size(hidden_size: int, hyper_num_units: int = HYPER_NUM_UNITS,
+                          hyper_embedding_size: int = HYPER_EMBEDDING_SIZE) -> int:
+    """Width S of the state array [B, S] = [h | h_hat | c | c_hat]: 2H + 2Hh."""
+    return 2 * hidden_size + 2 * hyper_num_units
+
+
+def hyper_lstm_split_state(state, hidden_size: int, hyper_num_units: int):
+    """Views (h, h_hat, c, c_hat) of a state array [B, 2H + 2Hh]."""
+    H, Hh = hidden_size, hyper_num_units
+    return (state[:, :H], state[:, H:H + Hh], state[:, H + Hh:2 * H + Hh],
+            state[:, 2 * H + Hh:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Step functions (the kernel interface): write into preallocated outputs, return nothing
+
+def hyper_modulate_forward(xw_t, hh_t, alpha_t, beta_t, b, a_out):
+    """Hyper-modulated gate pre-activations of one step, written into a_out.
+
+    Inputs:
+        xw_t [B, 4H]    x_t @ W_xh (blocks i, j, f, o)
+        hh_t [B, 4H]    h_prev @ W_hh
+        alpha_t [8, B, H]  scales: 0..3 for the x-blocks i, j, f, o; 4..7 for the h-blocks
+        beta_t [4, B, H]   biases of the h-blocks i, j, f, o
+        b [4H]          plain gate bias
+    Output (overwritten; may not alias an input):
+        a_out [B, 4H]   a_k = alpha_k * xw_k + (alpha_{4+k} * hh_k + beta_k) + b_k
+    """
+    H = b.shape[0] // 4
+    for k in range(4):
+        s = slice(k * H, (k + 1) * H)
+        a_out[:, s] = alpha_t[k] * xw_t[:, s] + (alpha_t[4 + k] * hh_t[:, s] + beta_t[k]) + b[s]
+
+
+def hyper_modulate_backward(da_t, xw_t, hh_t, alpha_t, dxw_out, dhh_out, dalpha_out):
+    """Backward of ``hyper_modulate_forward`` for one step.
+
+    Inputs: da_t [B, 4H] gradient w.r.t. a; xw_t, hh_t [B, 4H]; alpha_t [8, B, H].
+    Outputs (overwritten; none may alias an input):
+        dxw_out [B, 4H]      gradient w.r.t. xw_t
+        dhh_out [B, 4H]      gradient w.r.t. hh_t
+        dalpha_out [8, B, H] gradient w.r.t. alpha_t
+    (The gradients w.r.t. beta_t and b are da_t itself, block by block: the caller uses da_t.)
+    """
+    H = da_t.shape[1] // 4
+    for k in range(4):
+        s = slice(k * H, (k + 1) * H)
+        # forward was: a_k = alpha_k * xw_k + (alpha_{4+k} * hh_k + beta_k) + b_k
+        dxw_out[:, s] = alpha_t[k] * da_t[:, s]
+        dhh_out[:, s] = alpha_t[4 + k] * da_t[:, s]
+        dalpha_out[k] = da_t[:, s] * xw_t[:, s]
+        dalpha_out[4 + k] = da_t[:, s] * hh_t[:, s]
+
+
+# ---------------------------------------------------------------------------------------------
+# One step of the sequence code (shared by forward and step, so both give the same numbers)
+
+def _sizes(p):
+    H = p["W_hh"].shape[0]
+    Hh = p["hyper_W_hh"].shape[0]
+    E = p["W_zw"].shape[1] // 8
+    D = p["W_xh"].shape[0]
+    return D, H, Hh, E
+
+
+def _step_buffers(xp, B, H, Hh, E, dt):
+    """Scratch and saved arrays of one step (the forward uses views of per-sequence arrays)."""
+    return SimpleNamespace(
+        hh=xp.empty((B, 4 * H), dt), ha=xp.empty((B, 4 * Hh), dt), tmp=xp.empty((B, 4 * Hh), dt),
+        hact=xp.empty((B, 5 * Hh), dt), hnorm=xp.empty((B, 5 * Hh), dt),
+        hrstd=xp.empty((B, 5), dt), zw=xp.empty((B, 8 * E), dt), alpha=xp.empty((8, B, H), dt),
+        zb=xp.empty((B, 4 * E), dt), beta=xp.empty((4, B, H), dt), a=xp.empty((B, 4 * H), dt),
+        act=xp.empty((B, 5 * H), dt), norm=xp.empty((B, 5 * H), dt), rstd=xp.empty((B, 5), dt))
+
+
+def _step_forward(K, p, xw_t, hx_t, h_prev, hhat_prev, c_prev, chat_prev, keep_t, mask_t,
+                  h_out, hhat_out, c_out, chat_out, buf):
+    """One HyperLSTM step. xw_t = x_t @ W_xh, hx_t = x_t @ hyper_W_xh[:D] (precomputed for all
+    steps by the caller); writes the new state parts and the saved arrays in ``buf``."""
+    xp = get_xp(xw_t)
+    D, H, Hh, E = _sizes(p)
+    B = h_prev.shape[0]
+    # hyper cell: a_hat = x_t @ hyper_W_xh[:D] + h_prev @ hyper_W_xh[D:] + h_hat_prev @ hyper_W_hh
+    xp.matmul(h_prev, p["hyper_W_xh"][D:], out=buf.ha)
+    buf.ha += hx_t
+    xp.matmul(hhat_prev, p["hyper_W_hh"], out=buf.tmp)
+    buf.ha += buf.tmp
+    K.ln_lstm_cell_forward(buf.ha, chat_prev, hhat_prev, None, mask_t, p["hyper_ln_gamma"],
+                           p["hyper_ln_beta"], p["hyper_ln_c_gamma"], p["hyper_ln_c_beta"],
+                           chat_out, hhat_out, buf.hact, buf.hnorm, buf.hrstd)
+    # embeddings and the per-unit scales / biases they give
+    xp.matmul(hhat_out, p["W_zw"], out=buf.zw)
+    buf.zw += p["b_zw"]
+    xp.matmul(buf.zw.reshape(B, 8, E).transpose(1, 0, 2), p["W_alpha"], out=buf.alpha)
+    xp.matmul(hhat_out, p["W_zb"], out=buf.zb)
+    xp.matmul(buf.zb.reshape(B, 4, E).transpose(1, 0, 2), p["W_beta"], out=buf.beta)
+    # main cell
+    xp.matmul(h_prev, p["W_hh"], out=buf.hh)
+    K.hyper_modulate_forward(xw_t, buf.hh, buf.alpha, buf.beta, p["b"], buf.a)
+    K.ln_lstm_cell_forward(buf.a, c_prev, h_prev, keep_t, mask_t, p["ln_gamma"], p["ln_beta"],
+                           p["ln_c_gamma"], p["ln_c_beta"], c_out, h_out, buf.act, buf.norm,
+                           buf.rstd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequence forward / backward
+
+def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
+    """Run the HyperLSTM over a time-major sequence.
+
+    Inputs:
+        x [T, B, D]; state0 [B, 2H + 2Hh] = [h | h_hat | c | c_hat]; p (module docstring)
+        keep [T, B, H] or None   recurrent-dropout multipliers of the main cell's candidate
+        mask [T, B] or None      1 = real step, 0 = padding (both cells pass their state through)
+        kernels  step-function namespace (None = reference)
+    Returns:
+        hs [T, B, H]  the main cell's h (a view into the cache's storage: do not write into it)
+        state_T [B, 2H + 2Hh] (a new array); cache for ``hyper_lstm_backward``
+    """
+    K = resolve_kernels(kernels)
+    xp = get_xp(x)
+    D, H, Hh, E = _sizes(p)
+    T, B, _ = x.shape
+    dt = xp.result_type(x.dtype, p["W_xh"].dtype)
+    x2 = x.reshape(T * B, D)
+    XW = (x2 @ p["W_xh"]).reshape(T, B, 4 * H)                 # all steps at once
+    HX = (x2 @ p["hyper_W_xh"][:D]).reshape(T, B, 4 * Hh)       # hyper cell's x part, all steps
+    h0, hh0, c0, ch0 = hyper_lstm_split_state(state0, H, Hh)
+    st = SimpleNamespace(   # st.h[t] is the h entering step t; st.h[1:] are the outputs
+        h=xp.empty((T + 1, B, H), dt), hhat=xp.empty((T + 1, B, Hh), dt),
+        c=xp.empty((T + 1, B, H), dt), chat=xp.empty((T + 1, B, Hh), dt))
+    st.h[0], st.hhat[0], st.c[0], st.chat[0] = h0, hh0, c0, ch0
+    sv = SimpleNamespace(   # saved for backward, one slice per step
+        hh=xp.empty((T, B, 4 * H), dt), hact=xp.empty((T, B, 5 * Hh), dt),
+        hnorm=xp.empty((T, B, 5 * Hh), dt), hrstd=xp.empty((T, B, 5), dt),
+        zw=xp.empty((T, B, 8 * E), dt), alpha=xp.empty((T, 8, B, H), dt),
+        zb=xp.empty((T, B, 4 * E), dt), act=xp.empty((T, B, 5 * H), dt),
+        norm=xp.empty((T, B, 5 * H), dt), rstd=xp.empty((T, B, 5), dt))
+    scratch = _step_buffers(xp, B, H, Hh, E, dt)
+    for t in range(T):
+        buf = SimpleNamespace(ha=scratch.ha, tmp=scratch.tmp, beta=scratch.beta, a=scratch.a,
+                              **{k: getattr(sv, k)[t] for k in vars(sv)})
+        _step_forward(K, p, XW[t], HX[t], st.h[t], st.hhat[t], st.c[t], st.chat[t],
+                      None if keep is None else keep[t], None if mask is None else mask[t],
+                      st.h[t + 1], st.hhat[t + 1], st.c[t + 1], st.chat[t + 1], buf)
+    state_T = xp.concatenate([st.h[T], st.hhat[T], st.c[T], st.chat[T]], axis=1)
+    cache = (x, p, keep, mask, XW, st, sv, K)
+    return st.h[1:], state_T, cache
+
+
+def hyper_lstm_backward(dhs, dstate_T, cache):
+    """Gradients of ``hyper_lstm_forward`` (fresh arrays, nothing accumulated).
+
+    Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H + 2Hh] or None (zeros).
+    Returns: dx [T, B, D]; dstate0 [B, 2H + 2Hh]; grads with the keys of p.
+    """
+    x, p, keep, mask, XW, st, sv, K = cache
+    xp = get_xp(x)
+    D, H, Hh, E = _sizes(p)
+    T, B, _ = x.shape
+    dt = st.h.dtype
+    # per-step gradients kept for the all-steps weight-gradient matmuls
+    dA = xp.empty((T, B, 4 * H), dt)        # w.r.t. the main cell's pre-activations a
+    dY = xp.empty((T, B, 5 * H), dt)        # w.r.t. the main cell's layer-norm outputs
+    dXW = xp.empty((T, B, 4 * H), dt)       # w.r.t. x_t @ W_xh
+    dHH = xp.empty((T, B, 4 * H), dt)       # w.r.t. h_prev @ W_hh
+    dALPHA = xp.empty((T, 8, B, H), dt)
+    dZW = xp.empty((T, B, 8 * E), dt)
+    dZB = xp.empty((T, B, 4 * E), dt)
+    dHA = xp.empty((T, B, 4 * Hh), dt)      # w.r.t. the hyper cell's pre-activations
+    dHY = xp.empty((T, B, 5 * Hh), dt)
+    # carried state gradients (w.r.t. the state leaving step t) and scratch
+    dh_carry, dhh_carry = xp.zeros((B, H), dt), xp.zeros((B, Hh), dt)
+    dc, dchat = xp.zeros((B, H), dt), xp.zeros((B, Hh), dt)
+    dc_prev, dchat_prev = xp.empty((B, H), dt), xp.empty((B, Hh), dt)
+    dh, dhhat = xp.empty((B, H), dt), xp.empty((B, Hh), dt)
+    dh_pass, dhh_pass = xp.empty((B, H), dt), xp.empty((B, Hh), dt)
+    dzw8, dzb4 = xp.empty((8, B, E), dt), xp.empty((4, B, E), dt)
+    tmp_h, tmp_hh = xp.empty((B, H), dt), xp.empty((B, Hh), dt)
+    if dstate_T is not None:
+        parts = hyper_lstm_split_state(dstate_T, H, Hh)
+        dh_carry[...], dhh_carry[...], dc[...], dchat[...] = parts
+    W_hhT, W_zwT, W_zbT = p["W_hh"].T, p["W_zw"].T, p["W_zb"].T
+    W_alphaT, W_betaT = p["W_alpha"].transpose(0, 2, 1), p["W_beta"].transpose(0, 2, 1)
+    hW_xT, hW_hT, hW_hhT = p["hyper_W_xh"][:D].T, p["hyper_W_xh"][D:].T, p["hyper_W_hh"].T
+    for t in range(T - 1, -1, -1):
+        keep_t = None if keep is None else keep[t]
+        mask_t = None if mask is None else mask[t]
+        if dhs is None:
+            dh[...] = dh_carry
+        else:
+            xp.add(dhs[t], dh_carry, out=dh)
+        # main cell (forward was: ln_lstm_cell_forward(a, c_prev, h_prev, ...))
+        K.ln_lstm_cell_backward(dh, dc, st.c[t], keep_t, mask_t, p["ln_gamma"], p["ln_c_gamma"],
+                                sv.act[t], sv.norm[t], sv.rstd[t], dA[t], dY[t], dc_prev, dh_pass)
+        # forward was: a = hyper_modulate(xw, hh, alpha, beta, b)
+        K.hyper_modulate_backward(dA[t], XW[t], sv.hh[t], sv.alpha[t], dXW[t], dHH[t], dALPHA[t])
+        # forward was: alpha = zw (as [8, B, E]) @ W_alpha; beta = zb (as [4, B, E]) @ W_beta,
+        # and beta_k is added to a_k, so dbeta = da block by block
+        xp.matmul(dALPHA[t], W_alphaT, out=dzw8)
+        dZW[t] = dzw8.transpose(1, 0, 2).reshape(B, 8 * E)
+        xp.matmul(dA[t].reshape(B, 4, H).transpose(1, 0, 2), W_betaT, out=dzb4)
+        dZB[t] = dzb4.transpose(1, 0, 2).reshape(B, 4 * E)
+        # forward was: zw = h_hat @ W_zw + b_zw, zb = h_hat @ W_zb (h_hat leaves this step)
+        xp.matmul(dZW[t], W_zwT, out=dhhat)
+        dhhat += dhh_carry
+        xp.matmul(dZB[t], W_zbT, out=tmp_hh)
+        dhhat += tmp_hh
+        # hyper cell (forward was: ln_lstm_cell_forward(a_hat, c_hat_prev, h_hat_prev, ...))
+        K.ln_lstm_cell_backward(dhhat, dchat, st.chat[t], None, mask_t, p["hyper_ln_gamma"],
+                                p["hyper_ln_c_gamma"], sv.hact[t], sv.hnorm[t], sv.hrstd[t],
+                                dHA[t], dHY[t], dchat_prev, dhh_pass)
+        # forward was: a_hat = hx + h_prev @ hyper_W_xh[D:] + h_hat_prev @ hyper_W_hh and
+        # hh = h_prev @ W_hh (plus the pass-throughs at padding steps)
+        xp.matmul(dHH[t], W_hhT, out=dh_carry)
+        xp.matmul(dHA[t], hW_hT, out=tmp_h)
+        dh_carry += tmp_h
+        dh_carry += dh_pass
+        xp.matmul(dHA[t], hW_hhT, out=dhh_carry)
+        dhh_carry += dhh_pass
+        dc, dc_prev = dc_prev, dc
+        dchat, dchat_prev = dchat_prev, dchat
+    # weight gradients: one matmul (or batched matmul / reduction) each over all steps
+    TB = T * B
+    x2 = x.reshape(TB, D)
+    dA2, dXW2, dHH2, dHA2 = (a.reshape(TB, -1) for a in (dA, dXW, dHH, dHA))
+    Hprev2 = st.h[:T].reshape(TB, H)
+    Hhat2 = st.hhat[1:].reshape(TB, Hh)          # h_hat produced at each step (read by zw, zb)
+    dg, dbt, dgc, dbc = ln_param_grads(dY, sv.norm, H)
+    hdg, hdbt, hdgc, hdbc = ln_param_grads(dHY, sv.hnorm, Hh)
+    grads = {
+        "W_xh": x2.T @ dXW2,
+        "W_hh": Hprev2.T @ dHH2,
+        "b": dA2.sum(axis=0),
+        "ln_gamma": dg, "ln_beta": dbt, "ln_c_gamma": dgc, "ln_c_beta": dbc,
+        "hyper_W_xh": xp.concatenate([x2.T @ dHA2, Hprev2.T @ dHA2], axis=0),
+        "hyper_W_hh": st.hhat[:T].reshape(TB, Hh).T @ dHA2,
+        "hyper_ln_gamma": hdg, "hyper_ln_beta": hdbt, "hyper_ln_c_gamma": hdgc,
+        "hyper_ln_c_beta": hdbc,
+        "W_zw": Hhat2.T @ dZW.reshape(TB, 8 * E),
+        "b_zw": dZW.reshape(TB, 8 * E).sum(axis=0),
+        # W_alpha[k] = sum over steps of zw_k^T @ dalpha_k: [8, E, TB] @ [8, TB, H]
+        "W_alpha": xp.matmul(sv.zw.reshape(TB, 8, E).transpose(1, 2, 0),
+                             dALPHA.transpose(1, 0, 2, 3).reshape(8, TB, H)),
+        "W_zb": Hhat2.T @ dZB.reshape(TB, 4 * E),
+        # W_beta[k] = sum over steps of zb_k^T @ da_k: [4, E, TB] @ [4, TB, H]
+        "W_beta": xp.matmul(sv.zb.reshape(TB, 4, E).transpose(1, 2, 0),
+                            dA.reshape(TB, 4, H).transpose(1, 0, 2)),
+    }
+    dx = (dXW2 @ p["W_xh"].T + dHA2 @ hW_xT).reshape(T, B, D)
+    dstate0 = xp.concatenate([dh_carry, dhh_carry, dc, dchat], axis=1)
+    return dx, dstate0, grads
+
+
+def hyper_lstm_step(x_t, state, p, kernels=None):
+    """One inference step (no dropout, no mask, no cache); same numbers as ``hyper_lstm_forward``.
+
+    Inputs: x_t [B, D]; state [B, 2H + 2Hh]. Returns: h [B, H]; new_state [B, 2H + 2Hh].
+    """
+    K = resolve_kernels(kernels)
+    xp = get_xp(x_t)
+    D, H, Hh, E = _sizes(p)
+    B = x_t.shape[0]
+    dt = xp.result_type(x_t.dtype, p["W_xh"].dtype)
+    parts = [xp.ascontiguousarray(s, dtype=dt) for s in hyper_lstm_split_state(state, H, Hh)]
+    out = [xp.empty_like(s) for s in parts]
+    xw = x_t @ p["W_xh"]
+    hx = x_t @ p["hyper_W_xh"][:D]
+    _step_forward(K, p, xw, hx, *parts, None, None, *out, _step_buffers(xp, B, H, Hh, E, dt))
+    return out[0], xp.concatenate(out, axis=1)
