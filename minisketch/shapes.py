@@ -26,7 +26,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from .strokes import polylines_to_stroke3
 
 CLASSES = ("circle", "square", "triangle", "star", "spiral", "zigzag", "house")
 SPLIT_SIZES = {"train": 700, "valid": 50, "test": 50}     # per class
@@ -162,29 +161,43 @@ def _resample_curve(v: np.ndarray, spacing: float) -> np.ndarray:
 def make_sketch(kind: str, rng: np.random.Generator) -> np.ndarray:
     """One sketch of class ``kind`` (a name in :data:`CLASSES`) -> stroke-3 int16 ``[L, 3]``."""
     strokes = _MAKERS[kind](rng)
-    size = rng.uniform(100.0, 180.0) / 2            # unit radius -> pixels
-    aspect = rng.uniform(0.85, 1.15)
-    theta = rng.uniform(-0.2, 0.2)
+    u = rng.random(9)
+    size = (100.0 + 80.0 * u[0]) / 2                # unit radius -> pixels (100..180 px across)
+    aspect = 0.85 + 0.3 * u[1]
+    theta = -0.2 + 0.4 * u[2]                       # rotation, radians
+    centre = ORIGIN - 12.0 + 24.0 * u[3:5]
+    spacing = 9.0 + 4.0 * u[5]                      # px between points along the outline
+    amp = 0.8 + 1.4 * u[6]                          # wobble amplitude, px
+    period = 90.0 + 110.0 * u[7]                    # wobble period along the path, px
     cos, sin = np.cos(theta), np.sin(theta)
     m = size * np.array([[cos * aspect, sin * aspect], [-sin / aspect, cos / aspect]])
-    centre = ORIGIN + rng.uniform(-12.0, 12.0, size=2)
-    spacing = rng.uniform(9.0, 13.0)
-    amp = rng.uniform(0.8, 2.2)                     # wobble amplitude, px
-    period = rng.uniform(90.0, 200.0)               # wobble period along the path, px
-    lines = []
-    for vertices, curved in strokes:
-        v = vertices @ m + centre
-        pts = _resample_curve(v, spacing) if curved else _resample_straight(v, spacing)
-        arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
-        phase = rng.uniform(0, 2 * np.pi, size=2)
-        pts = pts + amp * np.sin(2 * np.pi * arc[:, None] / period + phase)
-        pts = pts + rng.normal(0.0, 0.4, size=pts.shape)
-        pts = np.rint(np.clip(pts, 0.0, CANVAS))
-        moved = np.any(np.diff(pts, axis=0) != 0, axis=1)      # drop repeated points
-        pts = pts[np.concatenate([[True], moved])]
-        if len(pts) >= 2:
-            lines.append(pts - ORIGIN)
-    return polylines_to_stroke3(lines).astype(np.int16)
+    parts = [(_resample_curve if curved else _resample_straight)(v @ m + centre, spacing)
+             for v, curved in strokes]
+    counts = [len(p) for p in parts]
+    pts = np.concatenate(parts)
+    first = np.zeros(len(pts), dtype=bool)          # first point of each stroke
+    first[np.cumsum(counts[:-1], dtype=np.int64)] = True
+    first[0] = True
+    step = np.hypot(*np.diff(pts, axis=0, prepend=pts[:1]).T)
+    step[first] = 0.0
+    arc = np.cumsum(step)                           # arc length (a constant offset per stroke
+    phase = rng.uniform(0, 2 * np.pi, size=(len(parts), 2))   # is absorbed by the phase)
+    pts = pts + amp * np.sin(2 * np.pi * arc[:, None] / period
+                             + np.repeat(phase, counts, axis=0))
+    pts = pts + rng.normal(0.0, 0.4, size=pts.shape)
+    pts = np.rint(np.clip(pts, 0.0, CANVAS)) - ORIGIN
+    moved = np.concatenate([[True], np.any(pts[1:] != pts[:-1], axis=1)])
+    keep = moved | first                            # drop repeated points within a stroke
+    stroke_id = np.cumsum(first)[keep]
+    pts = pts[keep]
+    last = np.append(stroke_id[1:] != stroke_id[:-1], True)
+    sizes = np.bincount(stroke_id)                  # drop strokes left with a single point
+    ok = sizes[stroke_id] >= 2
+    pts, last = pts[ok], last[ok]
+    out = np.zeros((len(pts), 3), dtype=np.int16)
+    out[:, 0:2] = np.diff(pts, axis=0, prepend=np.zeros((1, 2)))
+    out[:, 2] = last
+    return out
 
 
 @lru_cache(maxsize=4)
