@@ -43,7 +43,7 @@ def keep_mask(rng, T, B, H, keep=0.7):
 
 
 @pytest.mark.parametrize("cell_name", CELLS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(data=st.data())
 def test_encoder_gradients(cell_name, data):
     """Batch 1 and length 1 included, lengths differ so the tails are all padding."""
@@ -72,7 +72,7 @@ def test_encoder_gradients(cell_name, data):
               **{f"bw/{k}": v for k, v in p_bw.items()}}
     grads = {"x": dx, **{f"fw/{k}": v for k, v in g_fw.items()},
              **{f"bw/{k}": v for k, v in g_bw.items()}}
-    check_gradients(f, params, grads, eps=1e-6, tol=GRAD_TOL, max_entries=12)
+    check_gradients(f, params, grads, eps=1e-6, tol=GRAD_TOL, max_entries=6)
     # padding rows never enter a real step: their gradient is exactly zero
     for b, L in enumerate(lengths):
         assert np.all(dx[L:, b] == 0.0)

@@ -1,0 +1,440 @@
+"""SketchRNN: the whole model (SPEC section 2) wired from the reference layers.
+
+Conditional model (``hp.conditional``, the default):
+
+    encoder   h = [h_fw, h_bw] over each sketch's rows 1..L           layers/encoder.py
+    latent    mu, s = h W + b;  z = mu + exp(s/2) eps;  KL            layers/latent.py
+    init      state0 = tanh(z @ W_init + b_init)  (the cell's whole state vector)
+    decoder   inputs concat(S_{i-1}, z), i = 1..N_max; one cell step each
+    output    y_i = h_i @ W_out + b_out  [6M + 3]                        layers/mdn.py
+    loss      L_R + w_step * max(KL, kl_tolerance),
+              w_step = kl_weight - (kl_weight - kl_weight_start) * kl_decay_rate^step
+
+Decoder-only model (``hp.conditional = False``): no encoder and no z; decoder inputs S_{i-1}
+(5 values); zero initial state; loss = L_R (no KL term).
+
+Parameters live in one flat 1-D array ``model.flat`` (``model.params[name]`` are views into it,
+in ``model.param_names`` order); ``loss_and_grad`` overwrites one flat gradient array
+``model.flat_grad`` (``model.grads[name]`` views). Names: ``enc_fw/<key>``, ``enc_bw/<key>``,
+``mu/W``, ``mu/b``, ``sigma/W``, ``sigma/b``, ``dec_init/W``, ``dec_init/b``, ``dec/<key>``,
+``out/W``, ``out/b`` (``<key>`` the cell's parameter names, e.g. ``W_xh``, ``W_hh``, ``b``).
+
+Randomness: ``loss_and_grad(batch, step)`` and ``evaluate`` draw everything from
+``np.random.default_rng([seed, step])`` on the host, in a fixed order, then upload it:
+eps [B, N_z] (conditional models, always), and when training: recurrent-dropout masks of the
+encoder's forward and backward cells [N, B, H_e] (conditional), of the decoder cell [N, B, H_d],
+the input-dropout mask [N, B, 5 (+ N_z)] and the output-dropout mask [N, B, H_d] (each only when
+its ``use_*`` switch is on). Masks are 0 or 1/keep, with keep-or-drop decided by float32 uniforms,
+so a float32 and a float64 model see the same masks.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from .backend import get_backend, to_numpy
+from .errors import DataError, ModelError
+from .hparams import HParams
+from .layers.cells import cell_options, get_cell
+from .layers.encoder import encoder_backward, encoder_forward
+from .layers.latent import (INIT_STD, kl_backward, kl_floor_backward, kl_floor_forward,
+                            kl_forward, latent_backward, latent_forward, latent_init)
+from .layers.linear import glorot_uniform
+from .layers.mdn import mdn_params
+
+DTYPES = ("float32", "float64")
+ENCODE_CHUNK = 256      # sketches encoded per pass in ``encode``
+
+
+class SketchRNN:
+    """sketch-rnn (Ha & Eck 2017). See the module docstring and ARCHITECTURE.md "Model API".
+
+    hp: HParams. backend: "numpy" | "numba" | "cupy" (or a Backend). dtype: "float32" or
+    "float64". seed: non-negative int, seeds the initialization and (with the step) all noise.
+    scale_factor: the training data's normalizing factor (data units per model unit).
+    """
+
+    def __init__(self, hp: HParams, backend="numpy", dtype="float32", seed: int = 0,
+                 scale_factor: float = 1.0):
+        if not isinstance(hp, HParams):
+            raise ModelError(f"SketchRNN needs an HParams, got {type(hp).__name__}")
+        hp.validate()
+        self.hp = hp
+        self.backend = get_backend(backend)
+        self.xp = self.backend.xp
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt is None or dt.name not in DTYPES:
+            raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        self.dtype = dt
+        if int(seed) != seed or int(seed) < 0:
+            raise ModelError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = int(seed)
+        scale_factor = float(scale_factor)
+        if not (np.isfinite(scale_factor) and scale_factor > 0):
+            raise ModelError(f"scale_factor must be a positive number, got {scale_factor}")
+        self.scale_factor = scale_factor
+
+        self.dec_cell = get_cell(hp.dec_model, **cell_options(hp.dec_model, hp))
+        self.enc_cell = (get_cell(hp.enc_model, **cell_options(hp.enc_model, hp))
+                         if hp.conditional else None)
+        self.dec_state_size = int(self.dec_cell.state_size(hp.dec_rnn_size))
+        self.dec_input_size = 5 + (hp.z_size if hp.conditional else 0)
+        self.num_outputs = 6 * hp.num_mixture + 3
+
+        init = self.reference_init()
+        self.param_names = list(init)
+        host = np.concatenate([a.reshape(-1) for a in init.values()]).astype(self.dtype)
+        self._flat = self.xp.asarray(host)
+        self._flat_grad = self.xp.zeros_like(self._flat)
+        self.params, self.grads = {}, {}
+        offset = 0
+        for name, a in init.items():
+            n = a.size
+            self.params[name] = self._flat[offset:offset + n].reshape(a.shape)
+            self.grads[name] = self._flat_grad[offset:offset + n].reshape(a.shape)
+            offset += n
+        self._p_dec = self._group("dec/")
+        if hp.conditional:
+            self._p_enc_fw = self._group("enc_fw/")
+            self._p_enc_bw = self._group("enc_bw/")
+            self._p_lat = {k: self.params[k] for k in ("mu/W", "mu/b", "sigma/W", "sigma/b")}
+
+    # ------------------------------------------------------------------ parameters
+
+    @property
+    def flat(self):
+        """1-D array of every parameter (update it in place; params[name] are views into it)."""
+        return self._flat
+
+    @property
+    def flat_grad(self):
+        """1-D gradient array, overwritten by each ``loss_and_grad`` (grads[name] are views)."""
+        return self._flat_grad
+
+    @property
+    def num_params(self) -> int:
+        return int(self._flat.size)
+
+    @property
+    def kernels(self) -> SimpleNamespace:
+        return self.backend.kernels
+
+    def _group(self, prefix: str) -> dict:
+        """{cell key: view} of the parameters named prefix + key."""
+        return {n[len(prefix):]: self.params[n] for n in self.param_names if n.startswith(prefix)}
+
+    def reference_init(self) -> dict:
+        """The reference initialization (SPEC 3) as float64 NumPy arrays, in parameter order.
+
+        Drawn from ``np.random.default_rng(seed)`` on the host in that order, so the same seed
+        gives the same initial parameters for every dtype and backend."""
+        hp = self.hp
+        rng = np.random.default_rng(self.seed)
+        arrays = {}
+        if hp.conditional:
+            for direction in ("enc_fw", "enc_bw"):
+                for k, v in self.enc_cell.init(rng, 5, hp.enc_rnn_size, np.float64).items():
+                    arrays[f"{direction}/{k}"] = v
+            arrays.update(latent_init(rng, 2 * hp.enc_rnn_size, hp.z_size, np.float64))
+            arrays["dec_init/W"] = INIT_STD * rng.standard_normal((hp.z_size,
+                                                                    self.dec_state_size))
+            arrays["dec_init/b"] = np.zeros(self.dec_state_size)
+        for k, v in self.dec_cell.init(rng, self.dec_input_size, hp.dec_rnn_size,
+                                       np.float64).items():
+            arrays[f"dec/{k}"] = v
+        arrays["out/W"] = glorot_uniform(rng, hp.dec_rnn_size, self.num_outputs, np.float64)
+        arrays["out/b"] = np.zeros(self.num_outputs)
+        return {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+
+    def state_dict(self) -> dict:
+        """{name: NumPy copy of the parameter} in ``param_names`` order (model dtype)."""
+        return {n: np.array(to_numpy(self.params[n])) for n in self.param_names}
+
+    def load_state_dict(self, d) -> None:
+        """Copy parameters in from a {name: array} with exactly this model's names and shapes."""
+        missing = [n for n in self.param_names if n not in d]
+        extra = sorted(set(d) - set(self.param_names))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing[:8])}" +
+                             (f" (+{len(missing) - 8} more)" if len(missing) > 8 else ""))
+            if extra:
+                parts.append(f"unexpected {', '.join(extra[:8])}" +
+                             (f" (+{len(extra) - 8} more)" if len(extra) > 8 else ""))
+            raise ModelError("parameters do not fit this model (" + "; ".join(parts) +
+                             "): were they saved from a model with other hyperparameters?")
+        for n in self.param_names:
+            a = np.asarray(to_numpy(d[n]))
+            if a.shape != self.params[n].shape:
+                raise ModelError(f"parameter {n} has shape {list(a.shape)}, this model needs "
+                                 f"{list(self.params[n].shape)}")
+        for n in self.param_names:
+            self.params[n][...] = self.xp.asarray(np.asarray(to_numpy(d[n]), dtype=self.dtype))
+
+    # ------------------------------------------------------------------ training objective
+
+    def kl_weight(self, step: int) -> float:
+        """w_step = w_KL - (w_KL - w_start) * R^step (0.0 for a decoder-only model)."""
+        hp = self.hp
+        if not hp.conditional:
+            return 0.0
+        return float(hp.kl_weight - (hp.kl_weight - hp.kl_weight_start)
+                     * hp.kl_decay_rate ** int(step))
+
+    def loss_and_grad(self, batch, step: int, training: bool = True):
+        """Losses and gradients of one batch.
+
+        batch: Batch(strokes [B, N+1, 5] host float32, normalized, S0 first; lengths [B]).
+        step:  the training step (seeds the noise with ``seed``; sets the KL weight).
+        training: False turns dropout off (eps is still drawn from (seed, step)).
+        Returns (losses, grads): losses is a dict of 0-d arrays ``loss``, ``recon``, ``offset``,
+        ``pen``, ``kl`` (raw, unfloored; 0 for decoder-only), ``kl_weight``; grads is
+        ``model.grads`` (views into ``model.flat_grad``, overwritten by this call).
+        """
+        return self._run(batch, step, training, backward=True), self.grads
+
+    def evaluate(self, batch, step: int = 0) -> dict:
+        """Losses of one batch, forward only, dropout off (same dict as ``loss_and_grad``)."""
+        return self._run(batch, step, training=False, backward=False)
+
+    def _check_batch(self, batch):
+        try:
+            strokes, lengths = batch.strokes, batch.lengths
+        except AttributeError:
+            strokes, lengths = batch
+        strokes = np.asarray(to_numpy(strokes))
+        lengths = np.asarray(to_numpy(lengths)).astype(np.int64)
+        if strokes.ndim != 3 or strokes.shape[2] != 5 or strokes.shape[1] < 2:
+            raise DataError(f"a batch is stroke-5 [B, N_max + 1, 5] with N_max >= 1, got shape "
+                            f"{list(strokes.shape)}")
+        B, N = strokes.shape[0], strokes.shape[1] - 1
+        if B < 1 or lengths.shape != (B,):
+            raise DataError(f"batch lengths must have shape [{B}], got {list(lengths.shape)}")
+        lo = 1 if self.hp.conditional else 0
+        if lengths.min() < lo or lengths.max() > N:
+            raise DataError(f"batch lengths must lie in {lo}..{N} (N_max), got "
+                            f"{int(lengths.min())}..{int(lengths.max())}")
+        return strokes, lengths
+
+    def _draw_noise(self, rng, B: int, N: int, training: bool) -> SimpleNamespace:
+        """eps and dropout masks from ``rng`` in the fixed order of the module docstring."""
+        hp, xp, dt = self.hp, self.xp, self.dtype
+
+        def mask(shape, keep):
+            drop = rng.random(shape, dtype=np.float32) < keep    # host, float32 uniforms
+            return xp.asarray(drop).astype(dt) * dt.type(1.0 / keep)
+
+        out = SimpleNamespace(eps=None, keep_enc_fw=None, keep_enc_bw=None, keep_dec=None,
+                              in_mask=None, out_mask=None)
+        if hp.conditional:
+            out.eps = xp.asarray(rng.standard_normal((B, hp.z_size)).astype(dt))
+        if not training:
+            return out
+        if hp.use_recurrent_dropout:
+            if hp.conditional:
+                out.keep_enc_fw = mask((N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
+                out.keep_enc_bw = mask((N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
+            out.keep_dec = mask((N, B, hp.dec_rnn_size), hp.recurrent_dropout_prob)
+        if hp.use_input_dropout:
+            out.in_mask = mask((N, B, self.dec_input_size), hp.input_dropout_prob)
+        if hp.use_output_dropout:
+            out.out_mask = mask((N, B, hp.dec_rnn_size), hp.output_dropout_prob)
+        return out
+
+    def _run(self, batch, step, training, backward):
+        hp, xp, dt, K = self.hp, self.xp, self.dtype, self.backend.kernels
+        P, G = self.params, self.grads
+        strokes, lengths = self._check_batch(batch)
+        B, N = strokes.shape[0], strokes.shape[1] - 1
+        Hd, Nz = hp.dec_rnn_size, hp.z_size
+        noise = self._draw_noise(np.random.default_rng([self.seed, int(step)]), B, N, training)
+        # the host batch, time-major [N+1, B, 5], uploaded once
+        x = xp.asarray(np.ascontiguousarray(strokes.transpose(1, 0, 2), dtype=dt))
+        w_step = self.kl_weight(step)
+
+        # ---- forward
+        if hp.conditional:
+            L = xp.asarray(lengths)
+            h_enc, enc_cache = encoder_forward(x[1:], L, self._p_enc_fw, self._p_enc_bw,
+                                               self.enc_cell, hp.enc_rnn_size,
+                                               noise.keep_enc_fw, noise.keep_enc_bw, K)
+            mu, s, z, lat_cache = latent_forward(h_enc, self._p_lat, noise.eps)
+            kl, kl_cache = kl_forward(mu, s)
+            kl_term, floor_cache = kl_floor_forward(kl, w_step, hp.kl_tolerance)
+            state0 = xp.tanh(z @ P["dec_init/W"] + P["dec_init/b"])
+            dec_in = xp.concatenate([x[:-1], xp.broadcast_to(z[None], (N, B, Nz))], axis=2)
+        else:
+            kl = kl_term = xp.zeros((), dtype=dt)
+            state0 = xp.zeros((B, self.dec_state_size), dtype=dt)
+            dec_in = x[:-1]
+        if noise.in_mask is not None:
+            dec_in = dec_in * noise.in_mask
+        hs, _, dec_cache = self.dec_cell.forward(dec_in, state0, self._p_dec,
+                                                 keep=noise.keep_dec, mask=None, kernels=K)
+        hs2 = hs.reshape(N * B, Hd)
+        if noise.out_mask is not None:
+            hs2 = hs2 * noise.out_mask.reshape(N * B, Hd)
+        y = hs2 @ P["out/W"] + P["out/b"]                               # [N*B, 6M+3]
+        target = x[1:].reshape(N * B, 5)                                 # rows 1..N_max
+        scale = 1.0 / (B * N)
+        if backward:
+            offset_sum, pen_sum, dy = K.mdn_loss_and_grad(y, target, scale)
+        else:
+            offset_sum, pen_sum = K.mdn_loss(y, target)
+        offset = offset_sum * scale
+        pen = pen_sum * scale
+        recon = offset + pen
+        losses = {name: xp.asarray(v, dtype=dt) for name, v in (
+            ("loss", recon + kl_term), ("recon", recon), ("offset", offset), ("pen", pen),
+            ("kl", kl), ("kl_weight", w_step))}
+        if not backward:
+            return losses
+
+        # ---- backward (every gradient view is overwritten)
+        # forward was: y = hs2 @ W_out + b_out
+        G["out/W"][...] = hs2.T @ dy
+        G["out/b"][...] = dy.sum(axis=0)
+        dhs2 = dy @ P["out/W"].T
+        if noise.out_mask is not None:
+            dhs2 *= noise.out_mask.reshape(N * B, Hd)
+        ddec_in, dstate0, g_dec = self.dec_cell.backward(dhs2.reshape(N, B, Hd), None, dec_cache)
+        for k, g in g_dec.items():
+            G["dec/" + k][...] = g
+        if not hp.conditional:
+            return losses
+        if noise.in_mask is not None:
+            ddec_in = ddec_in * noise.in_mask
+        # forward was: dec_in = [S_{i-1}, z] for every step
+        dz = ddec_in[:, :, 5:].sum(axis=0)
+        # forward was: state0 = tanh(z @ W_init + b_init)
+        dpre = dstate0 * (1.0 - state0 * state0)
+        G["dec_init/W"][...] = z.T @ dpre
+        G["dec_init/b"][...] = dpre.sum(axis=0)
+        dz += dpre @ P["dec_init/W"].T
+        # forward was: loss += w_step * max(KL, kl_tolerance)
+        dmu_kl, ds_kl = kl_backward(kl_floor_backward(1.0, floor_cache), kl_cache)
+        dh_enc, g_lat = latent_backward(dz, dmu_kl, ds_kl, lat_cache)
+        for k, g in g_lat.items():
+            G[k][...] = g
+        _, g_fw, g_bw = encoder_backward(dh_enc, enc_cache)
+        for k, g in g_fw.items():
+            G["enc_fw/" + k][...] = g
+        for k, g in g_bw.items():
+            G["enc_bw/" + k][...] = g
+        return losses
+
+    # ------------------------------------------------------------------ inference hooks
+
+    def _require_conditional(self, what: str):
+        if not self.hp.conditional:
+            raise ModelError(f"{what} needs a conditional model (with an encoder); this one is "
+                             f"decoder-only (hp.conditional = False)")
+
+    def _z_rows(self, z, n: int):
+        """z as an xp [n, N_z] array of the model dtype (None: the prior mean, zeros)."""
+        xp, Nz = self.xp, self.hp.z_size
+        if z is None:
+            return xp.zeros((n, Nz), dtype=self.dtype)
+        z = xp.asarray(z, dtype=self.dtype)
+        if z.ndim == 1:
+            z = z[None, :]
+        if z.ndim != 2 or z.shape[1] != Nz or z.shape[0] not in (1, n):
+            raise ModelError(f"z must have shape [{n}, {Nz}] or [{Nz}], got {list(z.shape)}")
+        if z.shape[0] != n:
+            z = xp.broadcast_to(z, (n, Nz))
+        return z
+
+    def encode(self, sketches):
+        """Encode stroke-3 sketches (data units). Returns NumPy float64 (mu, sigma) [n, N_z],
+        sigma = exp(s / 2). Deterministic (no noise, no dropout)."""
+        self._require_conditional("encode")
+        from .strokes import make_batch
+        sketches = [np.asarray(to_numpy(s)) for s in sketches]
+        for i, s in enumerate(sketches):
+            if s.ndim != 2 or s.shape[1] != 3 or len(s) < 1:
+                raise DataError(f"sketch {i} must be a non-empty stroke-3 array [L, 3], got "
+                                f"shape {list(s.shape)}")
+        xp, dt, hp = self.xp, self.dtype, self.hp
+        mus, sigmas = [], []
+        for start in range(0, len(sketches), ENCODE_CHUNK):
+            chunk = sketches[start:start + ENCODE_CHUNK]
+            batch = make_batch(chunk, max_len=max(len(s) for s in chunk),
+                               scale_factor=self.scale_factor)
+            x = xp.asarray(np.ascontiguousarray(batch.strokes[:, 1:].transpose(1, 0, 2),
+                                                dtype=dt))
+            h, _ = encoder_forward(x, xp.asarray(batch.lengths), self._p_enc_fw, self._p_enc_bw,
+                                   self.enc_cell, hp.enc_rnn_size, kernels=self.kernels)
+            mu, s, _, _ = latent_forward(h, self._p_lat, xp.zeros((len(chunk), hp.z_size), dt))
+            mus.append(to_numpy(mu).astype(np.float64))
+            sigmas.append(np.exp(0.5 * to_numpy(s).astype(np.float64)))
+        if not mus:
+            empty = np.zeros((0, hp.z_size))
+            return empty, empty.copy()
+        return np.concatenate(mus), np.concatenate(sigmas)
+
+    def initial_state(self, z, n: int):
+        """Decoder start state [n, S]: tanh(z W_init + b_init), z [n, N_z] or [N_z] (None: the
+        prior mean 0); zeros for a decoder-only model (which takes z = None)."""
+        xp, n = self.xp, int(n)
+        if not self.hp.conditional:
+            if z is not None:
+                raise ModelError("this is a decoder-only model: it takes no latent vector z")
+            return xp.zeros((n, self.dec_state_size), dtype=self.dtype)
+        return xp.tanh(self._z_rows(z, n) @ self.params["dec_init/W"] + self.params["dec_init/b"])
+
+    def decoder_step(self, x_t, z, state):
+        """One decoder step, no dropout. x_t [n, 5] normalized stroke-5 input; z [n, N_z] (or
+        [N_z]; None: zeros / decoder-only); state [n, S]. Returns y [n, 6M + 3] raw outputs
+        (SPEC 2 layout) and the new state [n, S]."""
+        xp, P = self.xp, self.params
+        x_t = xp.asarray(x_t, dtype=self.dtype)
+        n = x_t.shape[0]
+        if self.hp.conditional:
+            x_t = xp.concatenate([x_t, self._z_rows(z, n)], axis=1)
+        elif z is not None:
+            raise ModelError("this is a decoder-only model: it takes no latent vector z")
+        h, state = self.dec_cell.step(x_t, state, self._p_dec, kernels=self.kernels)
+        return h @ P["out/W"] + P["out/b"], state
+
+    def mixture(self, sketch5, z=None) -> dict:
+        """Next-row distributions along a sketch (CONTRACT): sketch5 [L, 5] stroke-5 in data units
+        without S0 (L may be 0). Runs the decoder over S0 and the L rows from z's initial state
+        (None: z = 0 for a conditional model; zeros state for decoder-only). Returns float64 NumPy
+        pi, mu_x, mu_y, sigma_x, sigma_y, rho [L + 1, M] (normalized offsets) and pen [L + 1, 3].
+        """
+        xp, dt, P = self.xp, self.dtype, self.params
+        s5 = np.asarray(to_numpy(sketch5), dtype=np.float64)
+        if s5.size == 0:
+            s5 = s5.reshape(0, 5)
+        if s5.ndim != 2 or s5.shape[1] != 5:
+            raise DataError(f"mixture needs a stroke-5 sketch [L, 5], got shape {list(s5.shape)}")
+        inputs = np.zeros((len(s5) + 1, 1, 5))
+        inputs[0, 0, 2] = 1.0                                            # S0
+        inputs[1:, 0] = s5
+        inputs[1:, 0, :2] /= self.scale_factor
+        x = xp.asarray(inputs.astype(dt))
+        T = x.shape[0]
+        state0 = self.initial_state(z if self.hp.conditional else None, 1)
+        if self.hp.conditional:
+            x = xp.concatenate([x, xp.broadcast_to(self._z_rows(z, 1)[None],
+                                                   (T, 1, self.hp.z_size))], axis=2)
+        hs, _, _ = self.dec_cell.forward(x, state0, self._p_dec, kernels=self.kernels)
+        y = hs.reshape(T, self.hp.dec_rnn_size) @ P["out/W"] + P["out/b"]
+        return {k: to_numpy(v).astype(np.float64) for k, v in mdn_params(y).items()}
+
+    def sample(self, n: int = 1, temperature: float = 1.0, z=None, seed: int = 0, **kw):
+        """Sample sketches (list of stroke-3 in data units); see ``minisketch.sampling.sample``."""
+        from .sampling import sample
+        return sample(self, n=n, temperature=temperature, z=z, seed=seed, **kw)
+
+    def __repr__(self) -> str:
+        hp = self.hp
+        kind = (f"{hp.enc_model}/{hp.dec_model} conditional" if hp.conditional
+                else f"{hp.dec_model} decoder-only")
+        return (f"SketchRNN({kind}, {self.num_params:,} parameters, backend "
+                f"{self.backend.name}, {self.dtype.name})")
