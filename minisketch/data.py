@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cv = sub.add_parser("convert", help="QuickDraw .ndjson -> sketch-rnn .npz",
                         description="Convert QuickDraw drawings (simplified or raw .ndjson) to "
-                        "a sketch-rnn .npz with train/valid/test splits (90/5/5 %%, shuffled by "
+                        "a sketch-rnn .npz with train/valid/test splits (90/5/5 percent, shuffled by "
                         "--seed). Raw drawings are scaled to 0..255 first. The output is written "
                         "atomically.")
     cv.add_argument("input", metavar="IN.ndjson")

@@ -235,7 +235,7 @@ def _looks_like_html(head: bytes) -> bool:
         (text.startswith(b"<") and b"<html" in text)
 
 
-def _check_download(tmp: Path, name: str, fmt: str, url: str) -> None:
+def _check_download(tmp: Path, fmt: str, url: str) -> None:
     """Integrity check of a finished download (before it enters the cache)."""
     with open(tmp, "rb") as f:
         head = f.read(4096)
@@ -328,7 +328,7 @@ def download(name: str, cache_dir: str | os.PathLike | None = None,
                                 "try again")
             out.flush()
             os.fsync(out.fileno())
-        _check_download(tmp, name, fmt, url)
+        _check_download(tmp, fmt, url)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():

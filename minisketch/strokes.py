@@ -244,9 +244,10 @@ def drop_points(s3: np.ndarray, prob: float, rng: np.random.Generator) -> np.nda
     drop = down & prev_down & (count > 2) & (u < prob)
     keep = ~drop
     group = np.cumsum(keep) - 1                          # row -> index of the kept row it joins
-    out = np.zeros((int(keep.sum()), 3), dtype=np.result_type(s3.dtype, np.float32))
-    np.add.at(out[:, 0], group, s3[:, 0])
-    np.add.at(out[:, 1], group, s3[:, 1])
+    k = int(keep.sum())
+    out = np.empty((k, 3), dtype=np.result_type(s3.dtype, np.float32))
+    out[:, 0] = np.bincount(group, weights=s3[:, 0], minlength=k)
+    out[:, 1] = np.bincount(group, weights=s3[:, 1], minlength=k)
     out[:, 2] = s3[keep, 2]
     return out
 

@@ -136,6 +136,8 @@ def broken_files(tmp_path):
                             "expected numbers")
     cases["not_an_array"] = (save(tmp_path / "not_an_array.npz", train=[[[1, 2, 0]]],
                                   valid=GOOD, test=GOOD), "is a list, not an array")
+    cases["scalar"] = (save(tmp_path / "scalar.npz", train=[np.float64(2.5)], valid=GOOD,
+                            test=GOOD), "is a float64, not an array")
     nan = np.array([[1.0, np.nan, 0.0]])
     cases["nan"] = (save(tmp_path / "nan.npz", train=GOOD, valid=[nan], test=GOOD), "NaN")
     inf = np.array([[1.0, np.inf, 1.0]])
