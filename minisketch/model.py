@@ -432,6 +432,13 @@ class SketchRNN:
         from .sampling import sample
         return sample(self, n=n, temperature=temperature, z=z, seed=seed, **kw)
 
+    def complete(self, prefix_sketch, n: int = 4, temperature: float = 0.8, seed: int = 0,
+                 **kw):
+        """Finish an incomplete stroke-3 sketch (data units) n ways: a list of stroke-3 that each
+        begin with the prefix; see ``minisketch.sampling.complete``."""
+        from .sampling import complete
+        return complete(self, prefix_sketch, n=n, temperature=temperature, seed=seed, **kw)
+
     def __repr__(self) -> str:
         hp = self.hp
         kind = (f"{hp.enc_model}/{hp.dec_model} conditional" if hp.conditional
