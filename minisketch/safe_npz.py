@@ -40,36 +40,74 @@ _RECONSTRUCT = np.ndarray((0,), np.int8).__reduce__()[0]
 _SCALAR = np.float64(0.0).__reduce__()[0]
 
 
-def _checked_reconstruct(subtype, shape, dtype_code):
-    """``_reconstruct`` restricted to plain ndarrays of a bounded size."""
-    if subtype is not np.ndarray:
-        raise DataError("pickled array has a subtype other than numpy.ndarray")
-    dims = shape if isinstance(shape, tuple) else (shape,)
-    if not all(isinstance(d, int) and d >= 0 for d in dims) or \
-            int(np.prod(dims, dtype=np.float64)) > MAX_RECONSTRUCT_SIZE:
-        raise DataError(f"pickled array has an unusable shape {shape!r}")
-    return _RECONSTRUCT(subtype, shape, dtype_code)
+class _Reconstruct:
+    """``_reconstruct`` restricted to plain ndarrays of a bounded size.
+
+    The callables handed to a pickle are instances of slot-less classes (no ``__dict__``), so a
+    BUILD opcode in the file cannot set attributes on them.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, subtype, shape, dtype_code):
+        if subtype is not np.ndarray:
+            raise DataError("pickled array has a subtype other than numpy.ndarray")
+        dims = shape if isinstance(shape, tuple) else (shape,)
+        if not all(isinstance(d, int) and d >= 0 for d in dims) or \
+                int(np.prod(dims, dtype=np.float64)) > MAX_RECONSTRUCT_SIZE:
+            raise DataError(f"pickled array has an unusable shape {shape!r}")
+        return _RECONSTRUCT(subtype, shape, dtype_code)
 
 
-def _checked_scalar(dtype, *args):
+class _Scalar:
     """``scalar`` restricted to numeric dtypes (what NumPy writes for pickled int/float scalars)."""
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
-        raise DataError("pickled scalar is not a number")
-    return _SCALAR(dtype, *args)
+
+    __slots__ = ()
+
+    def __call__(self, dtype, *args):
+        if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
+            raise DataError("pickled scalar is not a number")
+        return _SCALAR(dtype, *args)
+
+
+class _FromBuffer:
+    """``_frombuffer(buf, dtype, shape, order)``: NumPy's protocol-5 array pickles, numeric only."""
+
+    __slots__ = ()
+
+    def __call__(self, buf, dtype, shape, order="C"):
+        if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or order not in "CF" \
+                or not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)):
+            raise DataError("pickled buffer array is not a plain numeric array")
+        return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+
+
+class _Latin1Encode:
+    """``_codecs.encode(text, "latin1")``: how Python 3 writes bytes in a protocol-2 pickle."""
+
+    __slots__ = ()
+
+    def __call__(self, text, encoding="utf-8", *rest):
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or rest:
+            raise DataError("pickled bytes use an encoding other than latin1")
+        return text.encode("latin1")
 
 
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _checked_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _checked_reconstruct,
-    ("numpy.core.multiarray", "scalar"): _checked_scalar,
-    ("numpy._core.multiarray", "scalar"): _checked_scalar,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "_reconstruct"): _Reconstruct(),
+    ("numpy._core.multiarray", "_reconstruct"): _Reconstruct(),
+    ("numpy.core.multiarray", "scalar"): _Scalar(),
+    ("numpy._core.multiarray", "scalar"): _Scalar(),
+    ("numpy", "ndarray"): np.ndarray,       # built-in types: immutable
     ("numpy", "dtype"): np.dtype,
+    ("numpy.core.numeric", "_frombuffer"): _FromBuffer(),
+    ("numpy._core.numeric", "_frombuffer"): _FromBuffer(),
+    ("_codecs", "encode"): _Latin1Encode(),
 }
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that can only rebuild NumPy arrays and dtypes.
+    """An unpickler that can only rebuild NumPy arrays and dtypes (and latin1 bytes).
 
     ``find_class`` is the only way a pickle reaches a Python callable (GLOBAL, STACK_GLOBAL, INST,
     OBJ and the EXT opcodes all go through it); anything outside :data:`_ALLOWED` raises
@@ -127,10 +165,13 @@ def _parse_npy_header(buf: bytes, where: str) -> tuple[dict, int]:
     return header, start + hlen
 
 
-def _read_object_array(payload: bytes, shape: tuple, where: str) -> np.ndarray:
-    """Unpickle an object array with :class:`RestrictedUnpickler` (latin1 for Python 2)."""
+def safe_unpickle(payload: bytes, where: str = "pickle"):
+    """Unpickle with :class:`RestrictedUnpickler` (latin1 for Python-2 pickles).
+
+    Every failure is a DataError: a refused global, a truncated stream, or any malformed input.
+    """
     try:
-        arr = RestrictedUnpickler(io.BytesIO(payload), encoding="latin1").load()
+        return RestrictedUnpickler(io.BytesIO(payload), encoding="latin1").load()
     except DataError as e:
         raise DataError(f"{where}: {e}") from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
@@ -139,6 +180,11 @@ def _read_object_array(payload: bytes, shape: tuple, where: str) -> np.ndarray:
             raise DataError(f"{where} is truncated (the pickled data ends early); "
                             "download it again") from None
         raise DataError(f"{where} holds an unreadable pickle ({type(e).__name__}: {e})") from None
+
+
+def _read_object_array(payload: bytes, shape: tuple, where: str) -> np.ndarray:
+    """An object array's pickle -> ndarray, checked against the shape in its header."""
+    arr = safe_unpickle(payload, where)
     if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape):
         raise DataError(f"{where}: the pickled data is not the {shape} array its header says")
     return arr

@@ -11,7 +11,8 @@ import pytest
 from conftest import shared_file
 
 from minisketch.errors import DataError
-from minisketch.safe_npz import RestrictedUnpickler, load_npz, npz_keys, write_npz
+from minisketch.safe_npz import (RestrictedUnpickler, load_npz, npz_keys, safe_unpickle,
+                                 write_npz)
 
 GOOD = [np.array([[1, 2, 0], [3, 4, 1]], dtype=np.int16),
         np.array([[5, 6, 0], [7, 8, 0], [-1, -2, 1]], dtype=np.int16)]
@@ -89,6 +90,19 @@ def test_only_numpy_array_reconstruction_is_allowed():
         data = pickle.dumps(None, protocol=2).replace(b"N", f"c{module}\n{name}\n".encode(), 1)
         with pytest.raises(DataError, match="not allowed"):
             RestrictedUnpickler(io.BytesIO(data)).load()
+
+
+def test_a_pickle_cannot_modify_the_allowed_callables():
+    # GLOBAL numpy.core.multiarray._reconstruct, then BUILD with {"foo": 1} (and with a
+    # (None, {"__call__": 1}) slot state): both must fail instead of changing the object
+    for state in (b"}(Vfoo\nI1\nu", b"N}(V__call__\nI1\nu\x86"):
+        data = b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n" + state + b"b."
+        with pytest.raises(DataError, match="unreadable pickle"):
+            safe_unpickle(data)
+    for protocol in (2, 3, 4, 5):                   # what is allowed still loads arrays
+        arr = safe_unpickle(pickle.dumps(np.arange(3, dtype=np.int16), protocol=protocol))
+        np.testing.assert_array_equal(arr, [0, 1, 2])
+        assert arr.dtype == np.int16
 
 
 def test_round_trip_through_write_npz_and_reference_loader(tmp_path):
