@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--greedy", action="store_true",
                    help="no randomness: most likely pen and component, offset = its mean")
     s.add_argument("--max-len", type=int, default=None, metavar="N",
-                   help="most points per sampled sketch (default: the model's max_seq_len)")
+                   help="most points sampled per sketch (default: the model's max_seq_len; for "
+                        "complete, that minus the kept points)")
     i = common.add_argument_group("input sketches (in the order given)")
     i.add_argument("--data", action="append", default=None, metavar="SOURCE",
                    help="dataset the --index values refer to: a sketch-rnn .npz, a QuickDraw "

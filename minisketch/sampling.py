@@ -51,16 +51,18 @@ START_ROW = (0.0, 0.0, 1.0, 0.0, 0.0)     # S0, the first decoder input
 def categorical(logits, u, temperature=1.0):
     """Draw one category per row from ``softmax(logits / temperature)``.
 
-    logits [a, K] (xp array), u [a] uniforms in [0, 1) -> int64 [a] in 0..K-1.
-    Inverse-CDF with one uniform per row: the index of the first cumulative weight above
-    ``u * total`` (weights ``exp((l - max l) / tau)`` need no normalizing).
+    logits [a, K] (xp array), u [a] uniforms in (0, 1] -> int [a] in 0..K-1.
+    Inverse CDF with one uniform per row: the first index whose cumulative weight reaches
+    ``u * total``, with weights ``exp((l - max l) / tau)`` (no normalizing needed). A category
+    of weight 0 is never drawn (its cumulative weight equals its predecessor's).
     """
-    xp = _xp_of(logits)
-    w = logits / temperature
-    w = xp.exp(w - w.max(axis=1, keepdims=True))
-    c = xp.cumsum(w, axis=1)
-    k = (c < (u * c[:, -1])[:, None]).sum(axis=1)
-    return xp.minimum(k, logits.shape[1] - 1)
+    w = logits - logits.max(axis=1, keepdims=True)
+    if temperature != 1.0:
+        w *= 1.0 / temperature
+    xp = _xp_of(w)
+    xp.exp(w, out=w)
+    c = xp.cumsum(w, axis=1, out=w)
+    return (c >= (u * c[:, -1])[:, None]).argmax(axis=1)
 
 
 def sample_step(y, num_mixture, temperature=1.0, u=None, e=None, greedy=False):
@@ -240,7 +242,7 @@ def _decode(model, state, x, zx, n, temperature, rng, greedy, max_len):
         else:
             if t % RNG_CHUNK == 0:        # random numbers for every row, drawn per chunk
                 steps = min(RNG_CHUNK, T - t)
-                U = xp.asarray(rng.random((steps, n, 2)).astype(dtype))
+                U = xp.asarray((1.0 - rng.random((steps, n, 2))).astype(dtype))  # (0, 1]
                 E = xp.asarray(rng.standard_normal((steps, n, 2)).astype(dtype))
             u, e = U[t % RNG_CHUNK], E[t % RNG_CHUNK]
             if len(active) < n:

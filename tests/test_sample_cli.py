@@ -177,6 +177,8 @@ BAD = [
     (["reconstruct", "--input", "{nan}", "--out", "{out}"], "NaN"),
     (["reconstruct", "--input", "{tmp}/nope.json", "--out", "{out}"], "no such file"),
     (["generate", "--out", "{tmp}/no/such/dir/x.svg"], "does not exist"),
+    (["generate", "--out", "{empty}/x.svg"], "does not exist"),       # parent is a file
+    (["generate", "--model", "{empty}", "--out", "{out}"], "magenta.js"),
     (["generate", "--out", "{tmp}"], "must end in"),
     (["generate", "--out", "{tmp}/x.txt"], "must end in"),
     (["generate", "--temperature", "0", "--out", "{out}"], "temperature"),
