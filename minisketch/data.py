@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "sketches were dropped. Several SOURCEs are concatenated split by split.")
     info.add_argument("sources", nargs="+", metavar="SOURCE")
     info.add_argument("--json", action="store_true",
-                      help="print one JSON object with splits, max_seq_len, scale_factor, dropped")
+                      help="print one JSON object with splits, max_seq_len, scale_factor, "
+                      "dropped")
     info.add_argument("--max-seq-len", type=_positive_int, default=None, metavar="N",
                       help="drop sketches longer than N points (default: keep all)")
     info.add_argument("--cache-dir", default=None, metavar="DIR",

@@ -6,8 +6,8 @@ random size (about 100..180 px across), position (near the centre), rotation (up
 +-11 degrees), aspect, starting point, direction and, for square, triangle and house, number of
 strokes. Outlines are resampled every 9..13 px along each straight side or curve (corners are
 kept), then given a gentle low-frequency wobble and a little jitter, and rounded to whole
-pixels, so sketches are about 20..110 points long and look like careful mouse drawings rather than
-noise: a small model learns them in minutes.
+pixels, so sketches are about 20..110 points long and look like careful mouse drawings
+rather than noise: a small model learns them in minutes.
 
 stroke-3 convention: the origin is the canvas centre (128, 128), so the first row is the offset
 from the centre to the first point (which tells a model where on the outline the pen starts);
