@@ -3,7 +3,8 @@
     python -m minisketch.sample generate    --model M [-n 16] --out sheep.svg
     python -m minisketch.sample reconstruct --model M --data SOURCE --index 3 --out r.png
     python -m minisketch.sample interpolate --model M --data SOURCE --index 3 --index 8 --out i.svg
-    python -m minisketch.sample analogy     --model M --data S --index 1 --index 2 --index 3 --out a.svg
+    python -m minisketch.sample analogy     --model M --data S --index 1 --index 2 --index 3
+                                            --out a.svg
     python -m minisketch.sample complete    --model M --input half.json --prefix 0.5 --out c.gif
 
 M is a training output folder, a ``.npz`` model or checkpoint, or a magenta.js ``.gen.json``.
@@ -148,6 +149,14 @@ def _sketches_from_file(path_text: str) -> list[np.ndarray]:
         return _sketches_from_json(path)
     if ext == ".npz":
         from .render import load_sketches_npz
+        try:
+            with np.load(path, allow_pickle=False) as z:      # lists names, loads nothing
+                names = set(z.files)
+        except Exception:
+            names = set()                                     # load_sketches_npz says why
+        if names & {"train", "valid", "test"}:
+            raise DataError(f"--input {path} is a sketch-rnn dataset; pick its sketches with "
+                            f"--data {path} --index I (and --split)")
         return [np.asarray(s) for s in load_sketches_npz(path)]
     raise DataError(f"--input {path}: unknown format {ext or '(no extension)'}; give a .npz "
                     f"drawing file or a .json list of [dx, dy, p] rows")

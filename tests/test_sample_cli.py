@@ -176,6 +176,8 @@ BAD = [
     (["reconstruct", "--input", "{empty}", "--out", "{out}"], "empty"),
     (["reconstruct", "--input", "{nan}", "--out", "{out}"], "NaN"),
     (["reconstruct", "--input", "{tmp}/nope.json", "--out", "{out}"], "no such file"),
+    (["reconstruct", "--input", "{dataset}", "--out", "{out}"], "--data"),
+    (["reconstruct", "--input", "{bad_npz}", "--out", "{out}"], "cannot read"),
     (["generate", "--out", "{tmp}/no/such/dir/x.svg"], "does not exist"),
     (["generate", "--out", "{empty}/x.svg"], "does not exist"),       # parent is a file
     (["generate", "--model", "{empty}", "--out", "{out}"], "magenta.js"),
@@ -193,9 +195,13 @@ BAD = [
 def test_bad_input_is_one_error_line(argv, mention, models, tmp_path, capsys):
     (tmp_path / "empty.json").write_text("[]")
     (tmp_path / "nan.json").write_text('[[1, 2, 0], [NaN, 1, 1]]')
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+    with open(tmp_path / "ds.npz", "wb") as f:
+        np.savez(f, train=np.zeros((2, 3)), valid=np.zeros((2, 3)), test=np.zeros((2, 3)))
     subs = {"{missing}": str(tmp_path / "missing.npz"), "{out}": str(tmp_path / "o.svg"),
             "{empty}": str(tmp_path / "empty.json"), "{nan}": str(tmp_path / "nan.json"),
-            "{tmp}": str(tmp_path), "{dec}": str(models["dec"])}
+            "{tmp}": str(tmp_path), "{dec}": str(models["dec"]),
+            "{bad_npz}": str(tmp_path / "bad.npz"), "{dataset}": str(tmp_path / "ds.npz")}
     argv = [a for a in argv]
     if "--model" not in argv:
         argv[1:1] = ["--model", str(models["vae"])]
