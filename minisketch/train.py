@@ -1,0 +1,559 @@
+"""Train a sketch-rnn model: ``python -m minisketch.train [--data SOURCE ...] [--out DIR] ...``.
+
+The loop, one step at a time (``step`` = updates done so far, 0 before the first):
+
+    batch = batches.next_batch()                       # seeded, augmented (random scale, drops)
+    losses, grads = model.loss_and_grad(batch, step)   # noise and dropout seeded by (seed, step)
+    adam.update(model.flat, model.flat_grad, learning_rate(hp, step), hp.grad_clip)
+
+and at step 0, every ``--eval-every`` steps and at the end, an evaluation: the whole validation
+set with ``training=False`` (no dropout, no augmentation), one ``log.jsonl`` line, ``best.npz``
+when the validation loss is the lowest so far, ``checkpoint.npz``, ``loss.png`` and a grid of
+samples (``samples.svg``, ``samples.png``). The last line also holds ``"test"``: the test set
+evaluated with the best parameters.
+
+Averages. Evaluation losses are sketch-weighted means over the batches of an in-order pass,
+``sum_b n_b * loss_b / sum_b n_b``; since each batch's loss is a mean over its sketches with the
+same N_max normalization, this equals the loss of the whole set taken as one batch. ``train`` is
+the plain mean of the per-step training losses since the previous evaluation; at step 0 (no
+steps yet) it is the training loss of the first batch, the one step 0 then trains on.
+
+Presets: ``quick`` (a small model on ``builtin:shapes`` that trains in minutes on a laptop CPU)
+is the default when no ``--data`` is given; ``paper`` (the reference hyperparameters, HParams
+defaults) when ``--data`` is given. Options given explicitly override the preset.
+
+Reliability. Checkpoints are written atomically (checkpoint.py). SIGINT (Ctrl-C) or SIGTERM
+stops at the next step boundary, saves ``checkpoint.npz`` and exits with status 130 (a second
+signal aborts at once; the checkpoint on disk is then the previous one, still intact). A
+non-finite loss stops training with an ``error:`` line and exit status 1 without writing any
+checkpoint from the bad parameters. ``--resume`` continues ``<out>/checkpoint.npz`` with its
+parameters, optimizer state, step, batch RNG state and running averages, so 10 steps then a
+resume to 20 gives bit-identical parameters to 20 steps in one run.
+
+Test hook: the environment variable ``MINISKETCH_INJECT_NAN_AT_STEP=K`` writes a NaN into the
+training batch of step K (used by the test suite to exercise the non-finite-loss path).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .backend import BACKENDS, to_numpy
+from .checkpoint import load_checkpoint, load_params, model_config, save_checkpoint
+from .errors import MinisketchError, ModelError, run_cli
+from .hparams import HParams, add_hparam_arguments, hparams_from_args
+from .optim import Adam, kl_weight, learning_rate
+
+LOSS_KEYS = ("recon", "offset", "pen", "kl", "loss")
+DEFAULT_DATA = "builtin:shapes"
+SAMPLE_TEMPERATURE = 0.4          # temperature of the samples grid refreshed at each evaluation
+NAN_HOOK = "MINISKETCH_INJECT_NAN_AT_STEP"
+
+# Presets: hyperparameters (over HParams defaults) and training options (over TRAIN_DEFAULTS).
+PRESETS = {
+    # A small conditional model on the built-in shapes: about 10 minutes on 2 CPU cores with the
+    # numpy backend, enough to draw recognizable shapes.
+    "quick": {"hparams": dict(enc_rnn_size=128, dec_rnn_size=256, z_size=32, num_mixture=10,
+                              batch_size=64, use_recurrent_dropout=False,
+                              learning_rate=0.002, decay_rate=0.9995, min_learning_rate=0.0001,
+                              kl_weight=0.5, kl_weight_start=0.01, kl_decay_rate=0.995),
+              "train": dict(steps=1500, eval_every=250)},
+    # The reference hyperparameters (Ha & Eck 2017; HParams defaults). The reference trained for
+    # far longer (its num_steps was 10M, saving every 500 steps); 100k steps is a full run here.
+    "paper": {"hparams": {}, "train": dict(steps=100_000, eval_every=500)},
+}
+TRAIN_DEFAULTS = dict(backend="numpy", dtype="float32", steps=1000, eval_every=500,
+                      log_every=10, seed=0, samples=16)
+# options that may differ between a run and its --resume (they do not change the trajectory)
+RESUMABLE_CHANGES = ("steps", "eval_every", "log_every", "samples", "backend")
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def _pos_int(s: str) -> int:
+    v = _nonneg_int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m minisketch.train",
+        description="Train a sketch-rnn model. Without options: the 'quick' preset on the "
+                    "built-in offline dataset builtin:shapes.",
+        epilog="Outputs in --out: config.json, log.jsonl, checkpoint.npz, best.npz, loss.png, "
+               "samples.svg, samples.png. Ctrl-C saves a checkpoint; continue with --resume.")
+    p.add_argument("--data", nargs="+", action="extend", metavar="SOURCE",
+                   help=f"dataset(s): .npz, .ndjson, a QuickDraw class name or {DEFAULT_DATA} "
+                        f"(default); several are concatenated split by split")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: runs/<preset>-<date>-<time>)")
+    p.add_argument("--backend", choices=BACKENDS, help="numpy (default), numba or cupy")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
+    p.add_argument("--steps", type=_nonneg_int, metavar="N", help="total training steps")
+    p.add_argument("--eval-every", dest="eval_every", type=_pos_int, metavar="N",
+                   help="evaluate, log and checkpoint every N steps (and at 0 and the end)")
+    p.add_argument("--log-every", dest="log_every", type=_pos_int, metavar="N",
+                   help="read losses back for the progress bar every N steps (default 10)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="quick (default without --data) or paper (default with --data)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue <out>/checkpoint.npz exactly where it stopped")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="fixes initialization, data order, augmentation, noise, dropout (0)")
+    p.add_argument("--samples", type=_nonneg_int, metavar="N",
+                   help="sketches in the samples grid refreshed at each evaluation (16; 0: none)")
+    add_hparam_arguments(p)
+    return p
+
+
+def _given_hparams(args) -> dict:
+    return {f: getattr(args, f) for f in HParams.__dataclass_fields__
+            if getattr(args, f, None) is not None}
+
+
+def resolve_config(args) -> tuple[HParams, dict]:
+    """(hyperparameters, training options) from the preset and the options given."""
+    preset = args.preset or ("paper" if args.data else "quick")
+    hp = hparams_from_args(args, base=HParams().replace(**PRESETS[preset]["hparams"]))
+    opts = {**TRAIN_DEFAULTS, **PRESETS[preset]["train"], "preset": preset,
+            "data": list(args.data or [DEFAULT_DATA]), "out": args.out}
+    for key in ("backend", "dtype", "steps", "eval_every", "log_every", "seed", "samples"):
+        if getattr(args, key) is not None:
+            opts[key] = getattr(args, key)
+    if opts["out"] is None:
+        opts["out"] = os.path.join("runs", f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    opts["max_seq_len_limit"] = hp.max_seq_len   # the user's limit; hp gets the data's N_max
+    return hp, opts
+
+
+def _check_resume_options(args, hp_saved: HParams, opts_saved: dict, where: str) -> None:
+    """Options given with --resume must agree with the run being continued."""
+    problems = []
+    for name, value in _given_hparams(args).items():
+        saved = opts_saved.get("max_seq_len_limit") if name == "max_seq_len" \
+            else getattr(hp_saved, name)
+        if value != saved:
+            problems.append(f"--{name} {value} (the run has {saved})")
+    for name in ("dtype", "seed", "preset"):
+        value = getattr(args, name)
+        if value is not None and value != opts_saved.get(name):
+            problems.append(f"--{name} {value} (the run has {opts_saved.get(name)})")
+    if args.data and list(args.data) != opts_saved.get("data"):
+        problems.append(f"--data {' '.join(args.data)} (the run has "
+                        f"{' '.join(opts_saved.get('data', []))})")
+    if problems:
+        raise ModelError(f"--resume continues {where}, trained with other settings: "
+                         f"{'; '.join(problems)}. Drop those options, or start a new run "
+                         f"with another --out")
+
+
+# ----------------------------------------------------------------------------- run state
+
+@dataclass
+class TrainState:
+    """What the loop carries between steps besides the model and optimizer (all JSON)."""
+    best_valid_loss: float | None = None
+    best_step: int | None = None
+    last_eval_step: int | None = None
+    seconds: float = 0.0
+    train_sums: dict = field(default_factory=lambda: {k: 0.0 for k in LOSS_KEYS})
+    train_count: int = 0
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainState":
+        st = cls()
+        for k, v in d.items():
+            if hasattr(st, k):
+                setattr(st, k, v)
+        return st
+
+
+@dataclass
+class Run:
+    out: Path
+    hp: HParams
+    opts: dict
+    config: dict
+    ds: object
+    model: object
+    adam: Adam
+    batches: object
+    step: int
+    state: TrainState
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def setup_run(args) -> Run:
+    """Load data, build the model and optimizer, fresh or from ``<out>/checkpoint.npz``."""
+    from .batching import BatchIterator
+    from .datasets import load_dataset
+    from .model import SketchRNN
+    from .strokes import Augment
+
+    ck = None
+    if args.resume:
+        if not args.out:
+            raise MinisketchError("--resume needs --out DIR, the folder of the run to continue")
+        ck = load_checkpoint(Path(args.out) / "checkpoint.npz")
+        if ck.optimizer is None or "training" not in ck.config:
+            raise ModelError(f"{ck.path} is a model file, not a training checkpoint "
+                             f"(no optimizer state); it cannot be resumed")
+        try:
+            hp = HParams.from_dict(ck.config["hparams"])
+        except (MinisketchError, TypeError) as e:
+            raise ModelError(f"{ck.path}: unusable hyperparameters ({e})") from None
+        opts = dict(ck.config["training"])
+        _check_resume_options(args, hp, opts, ck.path)
+        for key in RESUMABLE_CHANGES:
+            if getattr(args, key) is not None:
+                opts[key] = getattr(args, key)
+        opts["out"] = args.out
+        hp = hp.replace(max_seq_len=int(opts["max_seq_len_limit"]))
+    else:
+        hp, opts = resolve_config(args)
+
+    out = Path(opts["out"])
+    if ck is None and ((out / "checkpoint.npz").exists() or (out / "best.npz").exists()):
+        raise MinisketchError(f"{out} already holds a training run; continue it with --resume "
+                              f"--out {out}, or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MinisketchError(f"cannot create output folder {out}: {e.strerror or e}") from None
+
+    ds = load_dataset(opts["data"], max_seq_len=hp.max_seq_len)
+    if len(ds.valid) == 0:
+        raise MinisketchError(f"{' '.join(opts['data'])} has no validation sketches; "
+                              f"training needs a valid split to evaluate and pick best.npz")
+    hp = hp.replace(max_seq_len=int(ds.max_seq_len))
+    model = SketchRNN(hp, backend=opts["backend"], dtype=opts["dtype"], seed=int(opts["seed"]),
+                      scale_factor=float(ds.scale_factor))
+    adam = Adam.for_model(model)
+    batches = BatchIterator(ds.train, hp.batch_size, ds.max_seq_len, ds.scale_factor,
+                            rng=int(opts["seed"]), augment=Augment.from_hparams(hp))
+    config = {**model_config(model), "training": opts, "dropped": int(getattr(ds, "dropped", 0)),
+              "splits": {"train": len(ds.train), "valid": len(ds.valid), "test": len(ds.test)}}
+    step, state = 0, TrainState()
+    if ck is not None:
+        if not math.isclose(float(ds.scale_factor), float(ck.config.get("scale_factor", 0)),
+                            rel_tol=1e-6) or int(ds.max_seq_len) != int(ck.config["max_seq_len"]):
+            raise ModelError(f"the data no longer matches {ck.path} (scale factor "
+                             f"{ds.scale_factor:.6g} vs {ck.config.get('scale_factor')}, N_max "
+                             f"{ds.max_seq_len} vs {ck.config.get('max_seq_len')}); "
+                             f"it cannot be resumed exactly")
+        load_params(model, ck.params, ck.path)
+        adam.load_state_dict(ck.optimizer)
+        if "batches" not in ck.rng:
+            raise ModelError(f"{ck.path} has no batch RNG state; it cannot be resumed exactly")
+        try:
+            batches.set_state(ck.rng["batches"])
+        except (MinisketchError, KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{ck.path}: unusable batch RNG state ({e})") from None
+        step, state = ck.step, TrainState.from_json(ck.train_state)
+        if adam.t != step:
+            raise ModelError(f"{ck.path} is inconsistent: step {step} but the optimizer has "
+                             f"taken {adam.t} steps")
+    return Run(out=out, hp=hp, opts=opts, config=config, ds=ds, model=model, adam=adam,
+               batches=batches, step=step, state=state)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate(model, sketches, batch_size: int, max_len: int, scale_factor: float,
+             step: int) -> dict:
+    """Sketch-weighted mean losses over a whole split (training=False), as host floats."""
+    from .batching import eval_batches
+    totals = {k: 0.0 for k in LOSS_KEYS}
+    n = 0
+    for batch, n_real in eval_batches(sketches, batch_size, max_len, scale_factor):
+        losses = model.evaluate(batch, step=step)
+        for k in LOSS_KEYS:
+            totals[k] += float(losses[k]) * n_real
+        n += n_real
+    return {k: totals[k] / n for k in LOSS_KEYS}
+
+
+def _all_finite(d: dict) -> bool:
+    return all(math.isfinite(v) for v in d.values())
+
+
+def _fmt(d: dict) -> str:
+    return " ".join(f"{k} {d[k]:.4f}" for k in LOSS_KEYS)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue   # a line cut short by a crash
+    return rows
+
+
+def plot_losses(rows: list[dict], path: Path) -> None:
+    """loss.png: train and valid loss, recon and raw KL against the step."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(12, 3.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    for ax, key in zip(axes, ("loss", "recon", "kl")):
+        for split, style in (("train", "-"), ("valid", "o-")):
+            pts = [(r["step"], r[split][key]) for r in rows if r.get(split)]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, style, label=split, markersize=3)
+        ax.set_title(key if key != "kl" else "kl (raw)")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.9, wspace=0.2)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=90)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def render_samples(model, n: int, seed: int, out: Path) -> None:
+    """samples.svg and samples.png: n unconditional samples (z ~ N(0, I) when conditional)."""
+    from .render import save_drawing
+    sketches = model.sample(n, temperature=SAMPLE_TEMPERATURE, z=None, seed=seed)
+    labels = None
+    if any(len(s) == 0 for s in sketches):    # an early model may end a sketch at once
+        labels = ["(empty)" if len(s) == 0 else "" for s in sketches]
+        sketches = [s if len(s) else np.array([[0.0, 0.0, 1.0]]) for s in sketches]
+    for name in ("samples.svg", "samples.png"):
+        save_drawing(sketches, out / name, labels=labels)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+class StopRequest:
+    """SIGINT/SIGTERM handler: the first signal asks the loop to stop at a step boundary."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:          # second signal: abort now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def install(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def restore(self):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(run: Run) -> int:
+    from tqdm import tqdm
+
+    model, hp, opts, st, xp = run.model, run.hp, run.opts, run.state, run.model.xp
+    steps, eval_every = int(opts["steps"]), int(opts["eval_every"])
+    log_every = int(opts["log_every"])
+    check_every = 1 if xp is np else log_every      # host backends: reading a loss is free
+    eval_bs = max(hp.batch_size, 100)
+    nan_step = int(os.environ[NAN_HOOK]) if os.environ.get(NAN_HOOK) else None
+    log_path = run.out / "log.jsonl"
+    warned = set()
+
+    def warn_once(what, e):
+        if what not in warned:
+            warned.add(what)
+            tqdm.write(f"warning: {what} ({type(e).__name__}: {e}); training continues",
+                       file=sys.stderr)
+
+    def save_state(step):
+        if not bool(xp.isfinite(model.flat).all()):
+            raise MinisketchError(f"parameters became non-finite by step {step}; not saving them "
+                                  f"(the last good checkpoint in {run.out} is intact)")
+        st.seconds = time.perf_counter() - t0
+        st.train_sums = {k: float(sums[k]) for k in LOSS_KEYS}
+        save_checkpoint(run.out / "checkpoint.npz", model.state_dict(), run.config, step=step,
+                        optimizer=run.adam.state_dict(), rng={"batches": run.batches.get_state()},
+                        train_state=st.to_json())
+
+    sums = {k: xp.zeros((), dtype=np.float64) + st.train_sums[k] for k in LOSS_KEYS}
+
+    def evaluation(step):
+        t_eval = time.perf_counter()
+        if st.train_count:
+            train_avg = {k: float(sums[k]) / st.train_count for k in LOSS_KEYS}
+        else:                              # step 0: the loss of the batch step 0 trains on
+            rng_state = run.batches.get_state()
+            losses, _ = model.loss_and_grad(run.batches.next_batch(), step, training=True)
+            run.batches.set_state(rng_state)
+            train_avg = {k: float(losses[k]) for k in LOSS_KEYS}
+        if not _all_finite(train_avg):
+            raise MinisketchError(f"training loss is non-finite ({_fmt(train_avg)}) in the steps "
+                                  f"before {step}; stopped (the last good checkpoint in {run.out} "
+                                  f"is intact); try a lower --learning_rate or --grad_clip")
+        valid = evaluate(model, run.ds.valid, eval_bs, run.ds.max_seq_len, run.ds.scale_factor,
+                         step)
+        if not _all_finite(valid):
+            raise MinisketchError(f"validation loss is non-finite at step {step} "
+                                  f"({_fmt(valid)}); stopped (the last good checkpoint in "
+                                  f"{run.out} is intact)")
+        if st.best_valid_loss is None or valid["loss"] < st.best_valid_loss:
+            st.best_valid_loss, st.best_step = valid["loss"], step
+            save_checkpoint(run.out / "best.npz", model.state_dict(), run.config, step=step)
+        row = {"step": step, "seconds": round(time.perf_counter() - t0, 3),
+               "lr": learning_rate(hp, step), "kl_weight": kl_weight(hp, step),
+               "train": train_avg, "valid": valid}
+        if step >= steps and len(run.ds.test):
+            current = {n: to_numpy(a).copy() for n, a in model.state_dict().items()}
+            best = load_checkpoint(run.out / "best.npz")
+            load_params(model, best.params, best.path)
+            row["test"] = evaluate(model, run.ds.test, eval_bs, run.ds.max_seq_len,
+                                   run.ds.scale_factor, step)
+            load_params(model, current, "current parameters")
+        st.last_eval_step = step
+        st.train_sums = {k: 0.0 for k in LOSS_KEYS}
+        st.train_count = 0
+        for k in LOSS_KEYS:
+            sums[k] = xp.zeros((), dtype=np.float64)
+        save_state(step)
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        tqdm.write(f"step {step}: valid {_fmt(valid)}"
+                   + (f" | test {_fmt(row['test'])} (best params, step {st.best_step})"
+                      if "test" in row else "")
+                   + f" | eval {time.perf_counter() - t_eval:.1f}s")
+        try:
+            plot_losses(read_log(log_path), run.out / "loss.png")
+        except Exception as e:  # noqa: BLE001 - a plot must not stop training
+            warn_once("could not draw loss.png", e)
+        if opts["samples"]:
+            try:
+                render_samples(model, int(opts["samples"]), int(opts["seed"]), run.out)
+            except Exception as e:  # noqa: BLE001 - neither may the samples grid
+                warn_once("could not draw the samples grid", e)
+
+    step = run.step
+    if step > steps:
+        raise MinisketchError(f"{run.out / 'checkpoint.npz'} is already at step {step}, past "
+                              f"--steps {steps}; pass a larger --steps to train further")
+    if step == steps and st.last_eval_step == step:
+        print(f"nothing to do: {run.out} is already at step {steps} (pass a larger --steps "
+              f"to train further)")
+        return 0
+    stop = StopRequest()
+    t0 = time.perf_counter() - float(st.seconds)
+    bar = tqdm(total=steps, initial=min(step, steps), file=sys.stderr, unit="step",
+               dynamic_ncols=True, mininterval=0.5, desc="train")
+    stop.install()
+    try:
+        while True:
+            if (step % eval_every == 0 or step == steps) and st.last_eval_step != step:
+                evaluation(step)
+            if step >= steps:
+                break
+            if stop.signum is not None:
+                save_state(step)
+                bar.close()
+                name = signal.Signals(stop.signum).name
+                print(f"{name}: stopped at step {step}; saved {run.out / 'checkpoint.npz'}; "
+                      f"continue with --resume --out {run.out}", file=sys.stderr)
+                return 130
+            batch = run.batches.next_batch()
+            if nan_step is not None and step == nan_step:
+                batch.strokes[:, 1, 0] = np.nan
+            lr = learning_rate(hp, step)
+            losses, _ = model.loss_and_grad(batch, step, training=True)
+            for k in LOSS_KEYS:
+                sums[k] = sums[k] + losses[k]
+            st.train_count += 1
+            if (step + 1) % check_every == 0 and not math.isfinite(float(sums["loss"])):
+                when = f"at step {step}" if check_every == 1 else f"by step {step}"
+                raise MinisketchError(
+                    f"non-finite training loss {when} (loss {float(losses['loss'])}); training "
+                    f"stopped and the last good checkpoint in {run.out} is intact; try a lower "
+                    f"--learning_rate or --grad_clip")
+            run.adam.update(model.flat, model.flat_grad, lr, hp.grad_clip)
+            step += 1
+            if step % log_every == 0 or step == steps:
+                bar.set_postfix_str(
+                    " ".join(f"{k} {float(losses[k]):.3f}" for k in LOSS_KEYS)
+                    + f" lr {lr:.2e} klw {kl_weight(hp, step - 1):.3f}", refresh=False)
+            bar.update(1)
+        bar.close()
+        print(f"done: {steps} steps in {time.perf_counter() - t0:.0f}s; best valid loss "
+              f"{st.best_valid_loss:.4f} at step {st.best_step}; outputs in {run.out}")
+        return 0
+    finally:
+        stop.restore()
+        bar.close()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    run = setup_run(args)
+    _write_text_atomic(run.out / "config.json", json.dumps(run.config, indent=2) + "\n")
+    print("config: " + json.dumps(run.config, indent=2))
+    if args.resume:
+        print(f"resuming {run.out / 'checkpoint.npz'} at step {run.step}")
+        # drop log lines written after that checkpoint (a crash between log and checkpoint)
+        rows = [r for r in read_log(run.out / "log.jsonl") if r.get("step", 0) <= run.step]
+        _write_text_atomic(run.out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        (run.out / "log.jsonl").write_text("", encoding="utf-8")
+    return train(run)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
