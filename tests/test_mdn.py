@@ -178,3 +178,11 @@ def test_float32_matches_float64():
     assert float(o32) == pytest.approx(float(o64), rel=1e-5)
     assert float(p32) == pytest.approx(float(p64), rel=1e-5)
     assert np.max(np.abs(d32 - d64)) <= 1e-4 * np.max(np.abs(d64))
+
+
+def test_reference_kernel_set_holds_the_mdn_entries():
+    """The model calls the loss through its backend's kernel namespace (Numba/CuPy replace it)."""
+    from minisketch.backend import get_backend
+    k = get_backend("numpy").kernels
+    assert k.mdn_loss_and_grad is mdn.mdn_loss_and_grad
+    assert k.mdn_loss is mdn.mdn_loss
