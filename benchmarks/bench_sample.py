@@ -14,7 +14,9 @@ the median is reported, and sketches/s counts the sketches (their mean length is
 throughput depends on it). Targets on 2 CPU cores: batched >= 200 sketches/s, one at a time >= 20.
 Before any backend other than numpy is timed, its decoder outputs are checked against numpy's.
 GPU time is measured with CUDA events. The load average is printed: on a shared machine the
-numbers are noisy. ``--threads K`` sets the BLAS / Numba thread counts (before NumPy loads).
+numbers are noisy, so sketches per CPU-second (this process's CPU time, all its threads) are
+printed too; they say what the code costs, less disturbed by other processes. ``--threads K``
+sets the BLAS / Numba thread counts (before NumPy loads).
 """
 from __future__ import annotations
 
@@ -101,39 +103,46 @@ class Clock:
         self.xp = xp
 
     def time(self, fn):
+        """(result, seconds, CPU seconds of this process over all its threads)."""
+        c0 = time.process_time()
         if self.cupy:
             start, stop = self.xp.cuda.Event(), self.xp.cuda.Event()
             start.record()
             out = fn()
             stop.record()
             stop.synchronize()
-            return out, self.xp.cuda.get_elapsed_time(start, stop) / 1e3
+            return out, self.xp.cuda.get_elapsed_time(start, stop) / 1e3, \
+                time.process_time() - c0
         t0 = time.perf_counter()
         out = fn()
-        return out, time.perf_counter() - t0
+        return out, time.perf_counter() - t0, time.process_time() - c0
 
 
 def bench(model, args):
     clock = Clock(model.xp)
     tau = args.temperature
     sampling.sample(model, n=2, temperature=tau, seed=0, max_len=5)      # warm up (JIT, caches)
-    batched, lens_b = [], []
+    batched, batched_cpu, lens_b = [], [], []
     for r in range(args.repeats):
-        out, dt = clock.time(lambda: sampling.sample(model, n=args.n, temperature=tau,
-                                                     seed=1000 + r))
+        out, dt, cpu = clock.time(lambda: sampling.sample(model, n=args.n, temperature=tau,
+                                                          seed=1000 + r))
         batched.append(args.n / dt)
+        batched_cpu.append(args.n / cpu)
         lens_b += [len(s) for s in out]
-    single, lens_s = [], []
+    single, single_cpu, lens_s = [], [], []
     for r in range(args.repeats):
         def one_at_a_time():
             return [sampling.sample(model, n=1, temperature=tau, seed=2000 + r * args.single + k)[0]
                     for k in range(args.single)]
-        out, dt = clock.time(one_at_a_time)
+        out, dt, cpu = clock.time(one_at_a_time)
         single.append(args.single / dt)
+        single_cpu.append(args.single / cpu)
         lens_s += [len(s) for s in out]
     return {"batched_sketches_per_s": statistics.median(batched),
+            "batched_sketches_per_cpu_s": statistics.median(batched_cpu),
             "batched_mean_len": float(np.mean(lens_b)),
             "single_sketches_per_s": statistics.median(single),
+            "single_sketches_per_cpu_s": statistics.median(single_cpu),
             "single_mean_len": float(np.mean(lens_s))}
 
 
@@ -144,7 +153,7 @@ def main():
     for name in args.backend:
         try:
             model, source = load(name, args.random_init)
-        except MinisketchError as e:
+        except (MinisketchError, ImportError) as e:     # e.g. no CuPy / no GPU / no Numba
             print(f"skip {name}: {e}", file=sys.stderr)
             continue
         if name == "numpy":
@@ -165,7 +174,8 @@ def main():
                   f"{r['batched_sketches_per_s']:7.1f} sketches/s (mean {r['batched_mean_len']:.0f}"
                   f" points; target 200)  one at a time {r['single_sketches_per_s']:6.1f} "
                   f"sketches/s (mean {r['single_mean_len']:.0f} points; target 20)  "
-                  f"[load average {r['loadavg_1min']}]")
+                  f"[per CPU-second: {r['batched_sketches_per_cpu_s']:.1f} / "
+                  f"{r['single_sketches_per_cpu_s']:.1f}; load average {r['loadavg_1min']}]")
     return 0 if results else 1
 
 
