@@ -2,9 +2,17 @@
 
 Every analytic backward pass in minisketch is compared, tensor by tensor and by name, with
 
-    numeric[k] = (f(x + eps e_k) - f(x - eps e_k)) / (2 eps)
+    numeric[k] = (f(x + eps e_k) - f(x - eps e_k)) / (2 eps)                       (order 2)
 
-computed in float64 (float32 cannot resolve a difference quotient to 1e-6).
+computed in float64 (float32 cannot resolve a difference quotient to 1e-6). Its truncation error
+is eps^2 |f'''| / 6; where f bends sharply (a layer norm over a block with near-zero variance
+has 1/sqrt(var + 1e-3) ~ 30) that alone can exceed 1e-6 relative, so ``order=4`` offers the
+fourth-order stencil
+
+    numeric[k] = (8 (f(x + eps e_k) - f(x - eps e_k)) - (f(x + 2 eps e_k) - f(x - 2 eps e_k)))
+                 / (12 eps)                                                           (order 4)
+
+with truncation error eps^4 |f^(5)| / 30, at twice the cost. The recurrent-cell tests use it.
 
 The metric (per tensor, max over the checked entries k):
 
@@ -15,11 +23,14 @@ for the entries that matter. The floor keeps it meaningful for entries whose tru
 or exactly zero, where a pure relative error would only measure rounding noise:
 
     floor = max(floor_rel * max_k |n_k|,  noise / tol)
-    noise = 8 * u * max(|f(x)|, 1) / eps        (u = 2.2e-16, float64 unit roundoff)
+    noise = 8 * s * u * max(F, 1) / eps         (u = 2.2e-16, float64 unit roundoff)
 
-``noise`` bounds the rounding error of a central difference: f(x +- eps e_k) each carry about
-``u |f|`` of rounding, divided by ``2 eps``; the factor 8 covers the handful of roundings in
-forming f (a sum of many terms). An entry far below the tensor's own gradient scale
+``noise`` bounds the rounding error of a central difference: each f(x + m eps e_k) carries about
+``u F`` of rounding, weighted by the stencil's coefficients, whose absolute values sum to
+``s / eps`` (s = 1 for order 2, 18/12 = 1.5 for order 4); the factor 8 covers the handful of
+roundings in forming f. F is the magnitude f is computed at: |f(x)| by default, but when f is a
+sum of terms that cancel (sum(out * R) with random R) its rounding follows the terms, so callers
+pass ``f_scale`` = sum of |terms|. An entry far below the tensor's own gradient scale
 (``floor_rel`` = 1e-3 of its largest entry) or below ``noise / tol`` is therefore compared in
 absolute terms at that level rather than relative to itself. For an O(1) loss, eps = 1e-6 and
 tol = 1e-6 the noise term is ~1.8e-3, i.e. such entries must still agree to ~2e-9 absolutely.
@@ -59,7 +70,16 @@ def _entry_errors(a: np.ndarray, n: np.ndarray, floor: float) -> np.ndarray:
     return out
 
 
-def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6, indices=None):
+STENCIL_ABS_SUM = {2: 1.0, 4: 1.5}  # sum of |coefficients| * eps of each stencil
+
+
+def _f_at(f, x, idx, value) -> float:
+    x[idx] = value
+    return float(f())
+
+
+def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6, indices=None,
+                   order: int = 2):
     """Central-difference gradient of the scalar ``f()`` with respect to array ``x``.
 
     ``x`` is modified in place (each entry nudged by +-eps, then restored exactly), so ``f`` must
@@ -67,7 +87,10 @@ def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6, ind
 
     indices: None for every entry (returns an array shaped like ``x``), or a 1-D sequence of flat
         indices (returns a 1-D array with the derivative for each of them, in order).
+    order: 2 (two evaluations per entry) or 4 (four; see the module docstring).
     """
+    if order not in STENCIL_ABS_SUM:
+        raise ValueError(f"order must be 2 or 4, got {order!r}")
     if not isinstance(x, np.ndarray) or x.dtype != np.float64:
         raise TypeError("numerical_grad needs a float64 NumPy array "
                         f"(got {type(x).__name__} {getattr(x, 'dtype', '')})")
@@ -76,19 +99,23 @@ def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6, ind
     for j, k in enumerate(flat):
         idx = np.unravel_index(int(k), x.shape)
         old = x[idx]
-        x[idx] = old + eps
-        fp = float(f())
-        x[idx] = old - eps
-        fm = float(f())
-        x[idx] = old
-        out[j] = (fp - fm) / (2.0 * eps)
+        try:
+            d1 = _f_at(f, x, idx, old + eps) - _f_at(f, x, idx, old - eps)
+            if order == 2:
+                out[j] = d1 / (2.0 * eps)
+            else:
+                d2 = _f_at(f, x, idx, old + 2 * eps) - _f_at(f, x, idx, old - 2 * eps)
+                out[j] = (8.0 * d1 - d2) / (12.0 * eps)
+        finally:
+            x[idx] = old
     return out.reshape(x.shape) if indices is None else out
 
 
 def check_gradients(f: Callable[[], float], params: Mapping[str, np.ndarray],
                     grads: Mapping[str, np.ndarray], eps: float = 1e-6, tol: float = 1e-6,
                     max_entries: int | None = None, seed: int = 0, floor_rel: float = 1e-3,
-                    n_worst: int = 5, names=None) -> dict[str, float]:
+                    n_worst: int = 5, names=None, order: int = 2,
+                    f_scale: float | None = None) -> dict[str, float]:
     """Compare analytic ``grads[name]`` with central differences of ``f()`` for each tensor.
 
     f:        scalar function of the current contents of the arrays in ``params``.
@@ -99,6 +126,8 @@ def check_gradients(f: Callable[[], float], params: Mapping[str, np.ndarray],
         and the tensor name) without replacement; None checks all.
     floor_rel: the floor's fraction of the tensor's largest numeric gradient.
     names:    which tensors to check (default: every key of ``params``).
+    order:    2 or 4, the difference stencil (module docstring).
+    f_scale:  the magnitude of the terms f sums (sets the rounding-noise floor); None: |f(x)|.
 
     Returns {name: err}. Raises AssertionError listing every failing tensor with its ``n_worst``
     entries as (index, analytic, numeric, err).
@@ -107,7 +136,10 @@ def check_gradients(f: Callable[[], float], params: Mapping[str, np.ndarray],
     f0 = float(f())
     if not np.isfinite(f0):
         raise AssertionError(f"check_gradients: f() = {f0} at the starting point")
-    noise = 8.0 * UNIT_ROUNDOFF * max(abs(f0), 1.0) / eps
+    if order not in STENCIL_ABS_SUM:
+        raise ValueError(f"order must be 2 or 4, got {order!r}")
+    F = abs(f0) if f_scale is None else max(float(f_scale), abs(f0))
+    noise = 8.0 * STENCIL_ABS_SUM[order] * UNIT_ROUNDOFF * max(F, 1.0) / eps
     errors: dict[str, float] = {}
     failures = []
     for name in names:
@@ -126,7 +158,7 @@ def check_gradients(f: Callable[[], float], params: Mapping[str, np.ndarray],
             flat = np.sort(rng.choice(x.size, size=max_entries, replace=False))
         else:
             flat = np.arange(x.size)
-        num = numerical_grad(f, x, eps=eps, indices=flat)
+        num = numerical_grad(f, x, eps=eps, indices=flat, order=order)
         ana = g.reshape(-1)[flat].astype(np.float64)
         floor = max(floor_rel * float(np.max(np.abs(num))), noise / tol)
         e = _entry_errors(ana, num, floor)
@@ -135,10 +167,10 @@ def check_gradients(f: Callable[[], float], params: Mapping[str, np.ndarray],
             err = float("inf")
         errors[name] = err
         if not err <= tol:
-            order = np.argsort(-np.nan_to_num(e, nan=np.inf))[:n_worst]
+            worst = np.argsort(-np.nan_to_num(e, nan=np.inf))[:n_worst]
             rows = "\n".join(
                 f"    {_index(int(flat[j]), x.shape)}: analytic {ana[j]:+.10e} "
-                f"numeric {num[j]:+.10e} err {e[j]:.2e}" for j in order)
+                f"numeric {num[j]:+.10e} err {e[j]:.2e}" for j in worst)
             failures.append(f"  {name} {x.shape}: err {err:.3e} > tol {tol:.1e} "
                             f"(floor {floor:.2e}, {flat.size} of {x.size} entries checked); "
                             f"worst entries (index: analytic numeric err):\n{rows}")
