@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LESSONS_DIR = ROOT / "lessons"
 OUT_DIR = LESSONS_DIR / "out"
 LESSONS = sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
-FAST_TIMEOUT_S = 90          # per lesson in fast mode (most take a few seconds)
+FAST_TIMEOUT_S = 240         # per lesson in fast mode (most take seconds; the cap allows for a
+                             # first Numba compile on a busy machine)
 FULL_TIMEOUT_S = 30 * 60     # per lesson in full mode (the training lesson takes up to ~15 min)
 MIN_LESSONS = 13
 FIGURE_SUFFIXES = (".png", ".svg", ".gif")
