@@ -14,6 +14,7 @@
 #              the losses are finite and fall
 #   bench      benchmarks/bench_step.py --backend cupy for the lstm / layer_norm / hyper decoders
 #              at batch 100, N_max 250, and lstm at batch 1000
+#   profile    one LSTM step: host noise time, host call time, GPU event time
 #   torch      benchmarks/torch_gpu_reference.py, the same step in PyTorch (if torch imports)
 # and LAST a table: median ms per step per configuration vs the targets and PyTorch.
 #
@@ -162,6 +163,52 @@ for cfg in "${CONFIGS[@]}"; do
     run "bench-$1-b$2" 60 bash -c "set -o pipefail; $PY benchmarks/bench_step.py --backend cupy \
         --dec $1 --batch $2 --nmax 250 --steps $BENCH_STEPS --json | tee -a $BENCH_JSON"
 done
+
+# --------------------------------------------------------------------------------- profile
+# Where one LSTM training step's time goes: host-side noise drawing (model._draw_noise), the
+# host time of the loss_and_grad call (launch overhead; the call returns before the GPU is done
+# when nothing synchronizes), and the GPU time between CUDA events.
+run profile 60 "$PY" - <<'EOF'
+import time
+import numpy as np
+import cupy
+import minisketch as ms
+from minisketch.kernels import cupy_gpu
+
+cupy_gpu.compile_all()
+hp = ms.HParams(dec_model="lstm", batch_size=100, max_seq_len=250)
+model = ms.SketchRNN(hp, backend="cupy", dtype="float32", seed=0)
+rng = np.random.default_rng(0)
+sk = []
+for i in range(100):
+    L = 250 if i == 0 else int(rng.integers(60, 251))
+    s = np.zeros((L, 3)); s[:, :2] = np.round(rng.normal(0, 20, (L, 2))); s[:, 2] = rng.random(L) < 0.1
+    s[-1, 2] = 1
+    sk.append(s)
+batch = ms.make_batch(sk, max_len=250, scale_factor=18.5)
+for step in range(2):
+    model.loss_and_grad(batch, step)
+cupy.cuda.Device().synchronize()
+noise, host, gpu = [], [], []
+for step in range(2, 7):
+    t = time.perf_counter()
+    model._draw_noise(np.random.default_rng([0, step]), 100, 250, True)
+    cupy.cuda.Device().synchronize()
+    noise.append(time.perf_counter() - t)
+    e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
+    e0.record()
+    t = time.perf_counter()
+    model.loss_and_grad(batch, step)
+    host.append(time.perf_counter() - t)
+    e1.record()
+    e1.synchronize()
+    gpu.append(cupy.cuda.get_elapsed_time(e0, e1) / 1e3)
+med = lambda v: 1e3 * float(np.median(v))
+print(f"lstm b100 n250 float32: host noise draw+upload {med(noise):.1f} ms | host time of the "
+      f"loss_and_grad call {med(host):.1f} ms | GPU time (events) {med(gpu):.1f} ms")
+print("(host call time close to GPU time: launch-bound or synchronizing; noise time is host "
+      "work before the first kernel of each step)")
+EOF
 
 # ----------------------------------------------------------------------------------- torch
 if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
