@@ -164,12 +164,21 @@ def complete_by_hand(model, prefix, n, tau, seed, max_len):
 
 
 if HAVE_PRETRAINED and (SHARED / "aaron_sheep.npz").is_file():
-    human = ms.load_dataset(SHARED / "aaron_sheep.npz").test[:4 if not FAST else 1]
+    sheep_ds = ms.load_dataset(SHARED / "aaron_sheep.npz")
+    human, human_sf = sheep_ds.test[:4 if not FAST else 1], sheep_ds.scale_factor
     src = "aaron_sheep test sketches"
 else:
     human = [shapes.make_sketch(k, np.random.default_rng(i))
              for i, k in enumerate(("house", "star", "circle", "square"))][:4 if not FAST else 1]
+    human_sf = strokes.scale_factor(human)
     src = "builtin:shapes sketches"
+# A model carries its training data's scale factor and divides inputs by it. The pretrained
+# sheep model learned QuickDraw sheep (offsets of std 63 px); the Sheep Market drawings have
+# std 18.5 px. Rescale the drawings to the model's data units so their normalized offsets look
+# like what the model was trained on.
+rescale = model.scale_factor / human_sf
+human = [np.asarray(s, dtype=np.float64) * [rescale, rescale, 1.0] for s in human]
+print(f"rescaled the {src} by {rescale:.2f} to the model's units")
 prefixes = [np.asarray(s[: max(2, len(s) // 2)], dtype=np.float64) for s in human]
 n_end, max_len = (2, 30) if FAST else (4, 120)
 mine = complete_by_hand(model, prefixes[0], n_end, 0.8, seed=3, max_len=max_len)
