@@ -546,12 +546,19 @@ def compile_all() -> None:
             _kernel(name, dt)
 
 
+def _c_contiguous(a) -> bool:
+    # cupy.ndarray keeps the flag as ``_c_contiguous``; reading it skips building a Flags object
+    # (these checks run a few thousand times per training step)
+    c = getattr(a, "_c_contiguous", None)
+    return a.flags.c_contiguous if c is None else bool(c)
+
+
 def _fast(dtype, *arrays) -> bool:
     """True when every array (None entries skipped) is C-contiguous with this float dtype."""
     if dtype not in _CTYPES:
         return False
     for a in arrays:
-        if a is not None and (a.dtype != dtype or not a.flags.c_contiguous):
+        if a is not None and (a.dtype != dtype or not _c_contiguous(a)):
             return False
     return True
 
