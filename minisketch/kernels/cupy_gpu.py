@@ -23,9 +23,10 @@ Each kernel mirrors the reference expression by expression, in the arrays' dtype
 float64; sums of the layer-norm reductions are accumulated in float64), and is compiled with
 ``--fmad=false`` so that a*b + c is not contracted into one fused multiply-add: the results then
 differ from NumPy's only by the last-bit differences of exp/tanh/log between the CUDA math
-library and NumPy's, and by summation order (tests/test_cupy_kernels.py checks 1e-10 relative in
-float64, 1e-5 in float32). ``clip_adam_update`` uses only correctly rounded operations and so
-matches the reference bit for bit.
+library and NumPy's, by summation order, and by float32 subnormals, which CuPy's compiler flags
+(``-ftz=true``, always appended) flush to zero (tests/test_cupy_kernels.py checks 1e-10 relative
+in float64, 1e-5 in float32). ``clip_adam_update`` uses only correctly rounded operations and so
+matches the reference bit for bit wherever no float32 value is subnormal.
 
 Arguments that a kernel cannot take (not C-contiguous, a dtype other than float32/float64, mixed
 dtypes) go to the reference function instead, so every call is correct; the sequence code in
