@@ -120,10 +120,13 @@ else
     echo "note: $DATA not found; training on builtin:shapes instead"
     TRAIN_DATA=("--data" "builtin:shapes")
 fi
-TRAIN_OUT="$OUT_DIR/sheep_gpu"
+# the run folder (checkpoints of tens of MB) stays out of $OUT; its log and plot are copied there
+TRAIN_OUT=benchmarks/out/gpu_check_train
 rm -rf "$TRAIN_OUT"
-run train 130 "$PY" -m minisketch.train --backend cupy "${TRAIN_DATA[@]}" \
+run train 150 "$PY" -m minisketch.train --backend cupy "${TRAIN_DATA[@]}" \
     --steps "$TRAIN_STEPS" --eval-every 100 --samples 0 --out "$TRAIN_OUT"
+cp "$TRAIN_OUT/log.jsonl" "$OUT_DIR/train_log.jsonl" 2>/dev/null
+cp "$TRAIN_OUT/loss.png" "$OUT_DIR/train_loss.png" 2>/dev/null
 run train-check 20 "$PY" - "$TRAIN_OUT/log.jsonl" <<'EOF'
 import json, math, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
