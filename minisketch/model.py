@@ -19,8 +19,13 @@ in ``model.param_names`` order); ``loss_and_grad`` overwrites one flat gradient 
 ``mu/W``, ``mu/b``, ``sigma/W``, ``sigma/b``, ``dec_init/W``, ``dec_init/b``, ``dec/<key>``,
 ``out/W``, ``out/b`` (``<key>`` the cell's parameter names, e.g. ``W_xh``, ``W_hh``, ``b``).
 
-Randomness: ``loss_and_grad(batch, step)`` and ``evaluate`` draw everything from
-``np.random.default_rng([seed, step])`` on the host, in a fixed order, then upload it:
+Randomness: ``loss_and_grad(batch, step)`` and ``evaluate`` draw everything from a generator
+seeded by ``(seed, step)``, in a fixed order. With ``noise="host"`` (the default on NumPy and
+Numba) that is ``np.random.default_rng([seed, step])`` on the host, uploaded once; with
+``noise="device"`` (the default on CuPy) it is a CuPy generator on the GPU seeded from the same
+pair, so the masks never cross the bus (tens of millions of uniforms per reference step). Both
+are deterministic for a seed and step; they are different streams, so a test that compares
+CuPy with NumPy number for number builds the CuPy model with ``noise="host"``. The order:
 eps [B, N_z] (conditional models, always), and when training: recurrent-dropout masks of the
 encoder's forward and backward cells [N, B, H_e] (conditional), of the decoder cell [N, B, H_d],
 the input-dropout mask [N, B, 5 (+ N_z)] and the output-dropout mask [N, B, H_d] (each only when
@@ -53,10 +58,12 @@ class SketchRNN:
     hp: HParams. backend: "numpy" | "numba" | "cupy" (or a Backend). dtype: "float32" or
     "float64". seed: non-negative int, seeds the initialization and (with the step) all noise.
     scale_factor: the training data's normalizing factor (data units per model unit).
+    noise: "host" | "device" | None: where the per-step noise is drawn (None: "device" on the
+    cupy backend, "host" elsewhere; see the module docstring).
     """
 
     def __init__(self, hp: HParams, backend="numpy", dtype="float32", seed: int = 0,
-                 scale_factor: float = 1.0):
+                 scale_factor: float = 1.0, noise: str | None = None):
         if not isinstance(hp, HParams):
             raise ModelError(f"SketchRNN needs an HParams, got {type(hp).__name__}")
         hp.validate()
@@ -77,6 +84,11 @@ class SketchRNN:
         if not (np.isfinite(scale_factor) and scale_factor > 0):
             raise ModelError(f"scale_factor must be a positive number, got {scale_factor}")
         self.scale_factor = scale_factor
+        if noise is None:
+            noise = "device" if self.backend.name == "cupy" else "host"
+        if noise not in ("host", "device"):
+            raise ModelError(f"noise must be 'host' or 'device', got {noise!r}")
+        self.noise = noise
 
         self.dec_cell = get_cell(hp.dec_model, **cell_options(hp.dec_model, hp))
         self.enc_cell = (get_cell(hp.enc_model, **cell_options(hp.enc_model, hp))
@@ -221,18 +233,26 @@ class SketchRNN:
                             f"{int(lengths.min())}..{int(lengths.max())}")
         return strokes, lengths
 
+    def _noise_rng(self, step: int):
+        """The generator of one step's noise: host NumPy or device CuPy (see ``noise``)."""
+        if self.noise == "host":
+            return np.random.default_rng([self.seed, int(step)])
+        seed = int(np.random.SeedSequence([self.seed, int(step)]).generate_state(1)[0])
+        return self.xp.random.default_rng(seed)
+
     def _draw_noise(self, rng, B: int, N: int, training: bool) -> SimpleNamespace:
         """eps and dropout masks from ``rng`` in the fixed order of the module docstring."""
         hp, xp, dt = self.hp, self.xp, self.dtype
 
         def mask(shape, keep):
-            drop = rng.random(shape, dtype=np.float32) < keep    # host, float32 uniforms
+            drop = rng.random(shape, dtype=np.float32) < keep    # float32 uniforms
             return xp.asarray(drop).astype(dt) * dt.type(1.0 / keep)
 
         out = SimpleNamespace(eps=None, keep_enc_fw=None, keep_enc_bw=None, keep_dec=None,
                               in_mask=None, out_mask=None)
         if hp.conditional:
-            out.eps = xp.asarray(rng.standard_normal((B, hp.z_size)).astype(dt))
+            out.eps = xp.asarray(rng.standard_normal((B, hp.z_size), dtype=np.float64)
+                                 .astype(dt))
         if not training:
             return out
         if hp.use_recurrent_dropout:
@@ -252,7 +272,7 @@ class SketchRNN:
         strokes, lengths = self._check_batch(batch)
         B, N = strokes.shape[0], strokes.shape[1] - 1
         Hd, Nz = hp.dec_rnn_size, hp.z_size
-        noise = self._draw_noise(np.random.default_rng([self.seed, int(step)]), B, N, training)
+        noise = self._draw_noise(self._noise_rng(step), B, N, training)
         # the host batch, time-major [N+1, B, 5], uploaded once
         x = xp.asarray(np.ascontiguousarray(strokes.transpose(1, 0, 2), dtype=dt))
         w_step = self.kl_weight(step)

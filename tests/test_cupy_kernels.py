@@ -559,7 +559,7 @@ def _model_pair(dec, dt, hp_kw):
     import minisketch as ms
     hp = ms.HParams(dec_model=dec, **hp_kw)
     host = ms.SketchRNN(hp, backend="numpy", dtype=dt, seed=3)
-    gpu = ms.SketchRNN(hp, backend="cupy", dtype=dt, seed=3)
+    gpu = ms.SketchRNN(hp, backend="cupy", dtype=dt, seed=3, noise="host")  # same noise stream
     return hp, host, gpu
 
 

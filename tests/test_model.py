@@ -226,6 +226,25 @@ def test_kl_weight_schedule_and_loss_composition():
     assert float(d["loss"]) == float(d["recon"])
 
 
+def test_device_noise_stream_is_deterministic_and_distinct():
+    """noise="device" (the CuPy default) draws from the backend's own generator seeded by
+    (seed, step): deterministic, but a different stream from the host one."""
+    hp = tiny_hp()
+    batch = make_batch(random_sketches(np.random.default_rng(5), [6, 4]), max_len=6,
+                       scale_factor=3.0)
+    host = SketchRNN(hp, dtype="float64", seed=9)
+    dev = SketchRNN(hp, dtype="float64", seed=9, noise="device")
+    assert host.noise == "host" and dev.noise == "device"
+    l1 = float(dev.loss_and_grad(batch, 3)[0]["loss"])
+    g1 = dev.flat_grad.copy()
+    l2 = float(dev.loss_and_grad(batch, 3)[0]["loss"])
+    np.testing.assert_array_equal(g1, dev.flat_grad)
+    assert l1 == l2
+    assert l1 != float(host.loss_and_grad(batch, 3)[0]["loss"])
+    with pytest.raises(ModelError, match="noise"):
+        SketchRNN(hp, noise="gpu")
+
+
 def test_determinism_and_fresh_noise_per_step():
     hp = tiny_hp(use_input_dropout=True, use_output_dropout=True)
     rng = np.random.default_rng(4)
