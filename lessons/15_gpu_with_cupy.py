@@ -80,16 +80,16 @@ assert backend_ok == GPU, "the cupy backend is available exactly when CuPy sees 
 # with `T` the element type) and valid Python.
 
 # %%
-KERNEL_LINES = [
-    "i = 1 / (1 + exp(-ai))",
-    "g = tanh(aj)",
-    "f = 1 / (1 + exp(-(af + 1)))",
-    "o = 1 / (1 + exp(-ao))",
-    "c = f * c_prev + i * g",
-    "h = o * tanh(c)",
+KERNEL_LINES = [                  # (CuPy reserves the name i for the element index)
+    "gi = 1 / (1 + exp(-ai))",
+    "gj = tanh(aj)",
+    "gf = 1 / (1 + exp(-(af + 1)))",
+    "go = 1 / (1 + exp(-ao))",
+    "c = gf * c_prev + gi * gj",
+    "h = go * tanh(c)",
 ]
 INPUTS, OUTPUTS = ["ai", "aj", "af", "ao", "c_prev"], ["c", "h"]
-TEMPS = ["i", "g", "f", "o"]
+TEMPS = ["gi", "gj", "gf", "go"]
 
 
 def kernel_source(lines):
