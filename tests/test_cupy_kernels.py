@@ -107,8 +107,8 @@ def rel_err(got, want) -> float:
 
 
 def worst_entry(got, want) -> str:
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
+    got = np.atleast_1d(np.asarray(got, dtype=np.float64))     # 0-d losses too
+    want = np.atleast_1d(np.asarray(want, dtype=np.float64))
     if got.shape != want.shape:
         return f"shape {got.shape} != {want.shape}"
     d = np.abs(got - want)
