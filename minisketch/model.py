@@ -22,10 +22,11 @@ in ``model.param_names`` order); ``loss_and_grad`` overwrites one flat gradient 
 Randomness: ``loss_and_grad(batch, step)`` and ``evaluate`` draw everything from a generator
 seeded by ``(seed, step)``, in a fixed order. With ``noise="host"`` (the default on NumPy and
 Numba) that is ``np.random.default_rng([seed, step])`` on the host, uploaded once; with
-``noise="device"`` (the default on CuPy) it is a CuPy generator on the GPU seeded from the same
-pair, so the masks never cross the bus (tens of millions of uniforms per reference step). Both
-are deterministic for a seed and step; they are different streams, so a test that compares
-CuPy with NumPy number for number builds the CuPy model with ``noise="host"``. The order:
+``noise="device"`` (the default on CuPy) it is the counter-based generator of ``noise.py``, whose
+uniforms are computed in place by the backend's kernels, so the masks never cross the bus (tens
+of millions of uniforms per reference step). Both are deterministic for a seed and step. The two
+are different streams; the device stream is bit-identical on every backend (its dropout masks
+exactly, eps to rounding), so ``noise="device"`` on NumPy reproduces a CuPy run. The order:
 eps [B, N_z] (conditional models, always), and when training: recurrent-dropout masks of the
 encoder's forward and backward cells [N, B, H_e] (conditional), of the decoder cell [N, B, H_d],
 the input-dropout mask [N, B, 5 (+ N_z)] and the output-dropout mask [N, B, H_d] (each only when
@@ -47,6 +48,7 @@ from .layers.latent import (INIT_STD, kl_backward, kl_floor_backward, kl_floor_f
                             kl_forward, latent_backward, latent_forward, latent_init)
 from .layers.linear import glorot_uniform
 from .layers.mdn import mdn_params
+from .noise import HashNoise
 
 DTYPES = ("float32", "float64")
 ENCODE_CHUNK = 256      # sketches encoded per pass in ``encode``
@@ -234,11 +236,12 @@ class SketchRNN:
         return strokes, lengths
 
     def _noise_rng(self, step: int):
-        """The generator of one step's noise: host NumPy or device CuPy (see ``noise``)."""
+        """The generator of one step's noise: host NumPy, or the counter-based ``HashNoise``
+        computed by the backend's kernels where the arrays live (see ``noise``)."""
         if self.noise == "host":
             return np.random.default_rng([self.seed, int(step)])
-        seed = int(np.random.SeedSequence([self.seed, int(step)]).generate_state(1)[0])
-        return self.xp.random.default_rng(seed)
+        key = np.random.SeedSequence([self.seed, int(step)]).generate_state(1, np.uint64)[0]
+        return HashNoise(self.xp, self.backend.kernels, int(key))
 
     def _draw_noise(self, rng, B: int, N: int, training: bool) -> SimpleNamespace:
         """eps and dropout masks from ``rng`` in the fixed order of the module docstring."""

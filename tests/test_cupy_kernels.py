@@ -573,6 +573,38 @@ SMALL = dict(enc_rnn_size=24, dec_rnn_size=40, z_size=8, num_mixture=3, hyper_nu
              hyper_embedding_size=4)
 
 
+@pytest.mark.parametrize("key", [0, 7, 2 ** 63 + 11])
+@pytest.mark.parametrize("shape", [(1,), (3, 5, 7), (250, 100, 512)])
+def test_hash_uniform_bit_identical(key, shape):
+    """The counter-based uniforms (noise.hash_uniform) are the same bits on the GPU."""
+    from minisketch import noise
+    want = np.empty(shape, np.float32)
+    noise.hash_uniform(key, want)
+    got = cupy.empty(shape, cupy.float32)
+    cupy_gpu.hash_uniform(key, got)
+    np.testing.assert_array_equal(cupy.asnumpy(got), want)
+
+
+@pytest.mark.parametrize("dec", ["lstm", "hyper"])
+def test_model_device_noise_matches_numpy_device_noise(dec):
+    """noise="device" is the same stream on CuPy and NumPy: same dropout masks exactly, eps to
+    rounding (Box-Muller's log/cos), so losses and gradients agree to float64 rounding."""
+    import minisketch as ms
+    hp = ms.HParams(dec_model=dec, enc_model=dec, **SMALL)
+    host = ms.SketchRNN(hp, backend="numpy", dtype="float64", seed=3, noise="device")
+    gpu = ms.SketchRNN(hp, backend="cupy", dtype="float64", seed=3)
+    assert gpu.noise == "device"
+    batch = _batch(hp, 6, 17, seed=13)
+    lw, _ = host.loss_and_grad(batch, step=5)
+    flat_w = np.array(host.flat_grad)
+    lg, _ = gpu.loss_and_grad(batch, step=5)
+    chk = Checker(f"model[{dec},noise=device,float64]", 1e-9)
+    for k in sorted(lw):
+        chk(f"loss {k}", np.asarray(float(lg[k])), np.asarray(float(lw[k])))
+    chk("flat_grad", gpu.flat_grad, flat_w)
+    chk.done()
+
+
 @pytest.mark.parametrize("dec", ["lstm", "layer_norm", "hyper"])
 @pytest.mark.parametrize("conditional", [True, False])
 def test_model_loss_and_grad_float64(dec, conditional):

@@ -771,6 +771,33 @@ def hyper_modulate_backward(da_t, xw_t, hh_t, alpha_t, dxw_out, dhh_out, dalpha_
 
 
 # ---------------------------------------------------------------------------------------------
+# Counter-based uniforms (noise.hash_uniform): SplitMix64 of (key, flat index), bit-identical to
+# the NumPy reference, computed in place with no generator state
+
+_hash_kernel = None
+
+
+def hash_uniform(key, out):
+    """Fused ``noise.hash_uniform`` (same signature): one elementwise pass over ``out``."""
+    from .. import noise
+    global _hash_kernel
+    if out.dtype != np.float32 or not _c_contiguous(out):
+        return noise.hash_uniform(key, out)
+    if _hash_kernel is None:
+        _hash_kernel = _cupy().ElementwiseKernel(
+            "uint64 key", "float32 u",
+            """
+            unsigned long long z = key + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ULL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+            z = z ^ (z >> 31);
+            u = (float)(z >> 40) * 5.9604644775390625e-08f;
+            """, "minisketch_hash_uniform")
+    _hash_kernel(np.uint64(int(key) & ((1 << 64) - 1)), out)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 
 _FUSED = {
     "lstm_cell_forward": lstm_cell_forward,
@@ -782,6 +809,7 @@ _FUSED = {
     "mdn_loss_and_grad": mdn_loss_and_grad,
     "mdn_loss": mdn_loss,
     "clip_adam_update": clip_adam_update,
+    "hash_uniform": hash_uniform,
 }
 
 

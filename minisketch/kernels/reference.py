@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 from ..layers import hyper_lstm, layer_norm_lstm, lstm
 from ..layers import mdn
+from .. import noise
 
 # module -> names of its step functions in the kernel set
 _MODULES = [
@@ -20,6 +21,7 @@ _MODULES = [
     (layer_norm_lstm, ("ln_lstm_cell_forward", "ln_lstm_cell_backward")),
     (hyper_lstm, ("hyper_modulate_forward", "hyper_modulate_backward")),
     (mdn, ("mdn_loss_and_grad", "mdn_loss")),
+    (noise, ("hash_uniform",)),
 ]
 
 
