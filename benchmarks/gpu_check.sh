@@ -105,7 +105,7 @@ print(f"compiled {len(cupy_gpu._KERNELS)} kernels x 2 dtypes in {time.perf_count
 EOF
 
 # ------------------------------------------------------------------------------- gpu tests
-run gpu-tests 170 "$PY" -m pytest -m gpu tests/test_cupy_kernels.py -q -s -p no:cacheprovider \
+run gpu-tests ${TESTS_LIMIT_S:-170} "$PY" -m pytest -m gpu tests/test_cupy_kernels.py -q -s -p no:cacheprovider \
     -o addopts="" --durations=5
 
 if [ "${CPU_TESTS:-0}" = "1" ]; then
@@ -123,7 +123,7 @@ fi
 # the run folder (checkpoints of tens of MB) stays out of $OUT; its log and plot are copied there
 TRAIN_OUT=benchmarks/out/gpu_check_train
 rm -rf "$TRAIN_OUT"
-run train 150 "$PY" -m minisketch.train --backend cupy "${TRAIN_DATA[@]}" \
+run train ${TRAIN_LIMIT_S:-150} "$PY" -m minisketch.train --backend cupy "${TRAIN_DATA[@]}" \
     --steps "$TRAIN_STEPS" --eval-every 100 --samples 0 --out "$TRAIN_OUT"
 cp "$TRAIN_OUT/log.jsonl" "$OUT_DIR/train_log.jsonl" 2>/dev/null
 cp "$TRAIN_OUT/loss.png" "$OUT_DIR/train_loss.png" 2>/dev/null
@@ -163,7 +163,7 @@ TORCH_JSON="$OUT_DIR/torch.jsonl"
 CONFIGS=("lstm 100" "layer_norm 100" "hyper 100" "lstm 1000")
 for cfg in "${CONFIGS[@]}"; do
     set -- $cfg
-    run "bench-$1-b$2" 60 bash -c "set -o pipefail; $PY benchmarks/bench_step.py --backend cupy \
+    run "bench-$1-b$2" ${BENCH_LIMIT_S:-60} bash -c "set -o pipefail; $PY benchmarks/bench_step.py --backend cupy \
         --dec $1 --batch $2 --nmax 250 --steps $BENCH_STEPS --json | tee -a $BENCH_JSON"
 done
 
@@ -195,7 +195,7 @@ cupy.cuda.Device().synchronize()
 noise, host, gpu = [], [], []
 for step in range(2, 7):
     t = time.perf_counter()
-    model._draw_noise(np.random.default_rng([0, step]), 100, 250, True)
+    model._draw_noise(model._noise_rng(step), 100, 250, True)
     cupy.cuda.Device().synchronize()
     noise.append(time.perf_counter() - t)
     e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
@@ -207,7 +207,7 @@ for step in range(2, 7):
     e1.synchronize()
     gpu.append(cupy.cuda.get_elapsed_time(e0, e1) / 1e3)
 med = lambda v: 1e3 * float(np.median(v))
-print(f"lstm b100 n250 float32: host noise draw+upload {med(noise):.1f} ms | host time of the "
+print(f"lstm b100 n250 float32: noise draw ({model.noise}) {med(noise):.1f} ms | host time of the "
       f"loss_and_grad call {med(host):.1f} ms | GPU time (events) {med(gpu):.1f} ms")
 print("(host call time close to GPU time: launch-bound or synchronizing; noise time is host "
       "work before the first kernel of each step)")
