@@ -23,6 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+# Compare single-threaded code: on a shared 2-core machine, Numba's and OpenBLAS's worker
+# threads fight over the cores and spin, and timings mean little (measured here: the library
+# kernel took 1.2 ms of CPU with one thread and 8 ms with two). Set before NumPy and Numba load;
+# export the variables yourself to try more threads.
+for var in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
 import numpy as np
 import matplotlib
 matplotlib.use("Agg")
@@ -96,9 +102,13 @@ assert err < 1e-14, f"hand Numba kernel differs from the reference by {err:.1e} 
 
 # %% [markdown]
 # ## 2. How much faster?
-# The library's Numba kernel also saves the activations for the backward pass, handles dropout
-# and padding masks, splits rows across threads, and uses its own vectorizable exp/tanh (libm's
-# are scalar calls). Times are medians; on a shared machine, compare CPU seconds too.
+# Fusing alone is not the whole story. Our loop calls libm's `exp` and `tanh`, one scalar call
+# per value (~20 ns each, and LLVM cannot vectorize across a call), while NumPy's own exp/tanh
+# process several values per instruction (SIMD). So at B = 100, H = 512 in float64 our loop
+# is only about as fast as NumPy's chain of array operations. The library's kernel also saves
+# the activations for the backward pass and handles dropout and padding masks, but it computes
+# exp/tanh with its own short polynomial code that LLVM *can* vectorize, and that makes it
+# several times faster. Times are medians; on a shared machine, trust the CPU seconds.
 
 # %%
 K = numba_cpu.kernel_set()
@@ -113,8 +123,10 @@ results = {
 }
 for name, (w, c) in results.items():
     print(f"  {name:22s} {w * 1e6:9.1f} us wall  {c * 1e6:9.1f} us CPU")
-speedup = results["NumPy reference"][1] / max(results["lesson's Numba loop"][1], 1e-9)
-print(f"fused loop vs NumPy chain: {speedup:.1f}x less CPU time (B={B}, H={H})")
+speedup_hand = results["NumPy reference"][1] / max(results["lesson's Numba loop"][1], 1e-9)
+speedup = results["NumPy reference"][1] / max(results["library Numba kernel"][1], 1e-9)
+print(f"CPU time of the NumPy chain / fused kernel (B={B}, H={H}): lesson's loop "
+      f"{speedup_hand:.1f}x, library kernel {speedup:.1f}x")
 
 # %% [markdown]
 # ## 3. The library's kernels against the reference
@@ -166,7 +178,9 @@ for name, e in errs.items():
 # %% [markdown]
 # ## 4. A whole training step
 # `SketchRNN(hp, backend="numba")` swaps the kernel set and nothing else. In float64 the loss
-# and every gradient must match the NumPy model; then time both on the same batch.
+# and every gradient must match the NumPy model; then time both on the same batch. The gain
+# is smaller than for the step kernel alone: most of a training step is matrix products,
+# which both backends leave to BLAS.
 
 # %%
 if FAST:
@@ -210,16 +224,19 @@ axes[1].set_title("whole forward + backward, float32", fontsize=9)
 fig.tight_layout()
 fig.savefig(OUT / "14_numba_speed.png", dpi=100)
 plt.close(fig)
-if not FAST:
-    assert speedup > 1.0, "the fused Numba loop should use less CPU than the NumPy chain"
+if not FAST:   # (fast mode's tiny arrays time too noisily to assert on)
+    assert speedup > 1.5, f"the library's fused kernel should use well under the NumPy chain's " \
+                          f"CPU time (got {speedup:.1f}x)"
 print("lesson 14 checks passed")
 
 # %% [markdown]
 # ## Exercises
-# 1. Add `parallel=True` and `prange` over rows to `lstm_step_numba`. When does it pay off,
-#    and why not for B = 1 (sampling)?
+# 1. Add `parallel=True` and `prange` over rows to `lstm_step_numba` and run with
+#    `NUMBA_NUM_THREADS=2`. When does it pay off, and why not for B = 1 (sampling)?
 # 2. Write the backward step as a Numba loop and compare it with `lstm_cell_backward`.
 # 3. Profile a full training step (`cProfile`) with both backends. What fraction of the time
 #    is in `matmul` once the pointwise math is compiled?
 # 4. Try `fastmath=True` on your loop. How large is the difference from the reference, and
 #    why do the library's kernels refuse it (hint: gradient checks)?
+# 5. Replace `math.exp` in your loop by a vectorizable approximation (e.g. range reduction
+#    plus a polynomial) and measure again; compare its accuracy with `np.exp`.
