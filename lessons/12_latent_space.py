@@ -22,6 +22,9 @@ import os
 import sys
 from pathlib import Path
 
+# Small matrices (batch 1-3 while sampling): one BLAS thread is faster than two, and much
+# faster on a shared machine (lesson 10). Set before NumPy loads; export it to override.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import matplotlib
 matplotlib.use("Agg")
