@@ -233,7 +233,8 @@ print(f"trained {step} steps in {train_seconds:.0f} s; best valid loss {best[0]:
 # model. Then the loss curves and a grid of samples from z ~ N(0, I) at tau = 0.4.
 
 # %%
-model_path = OUT / ("10_model_fast.npz" if FAST else "10_model.npz")
+TAG = "_fast" if FAST else ""          # a fast run must not overwrite the full run's results
+model_path = OUT / f"10_model{TAG}.npz"
 ms.save_model(model, model_path)
 reloaded = ms.load_model(model_path, backend=backend)
 vb = next(iter(eval_batches(valid_set, 16, N_max, sf))).batch
@@ -253,7 +254,7 @@ ax.set_xlabel("step")
 ax.set_title(f"training on builtin:shapes ({'fast' if FAST else 'full'} run)", fontsize=9)
 ax.legend(fontsize=8)
 fig.tight_layout()
-fig.savefig(OUT / "10_loss.png", dpi=100)
+fig.savefig(OUT / f"10_loss{TAG}.png", dpi=100)
 plt.close(fig)
 
 def drawable(sketches):
@@ -262,13 +263,13 @@ def drawable(sketches):
 
 
 samples = model.sample(n=16, temperature=0.4, seed=1)
-render.save_png(drawable(samples), OUT / "10_samples.png", ncols=8)
+render.save_png(drawable(samples), OUT / f"10_samples{TAG}.png", ncols=8)
 recon_in = valid_set[:8]
 mu, _ = model.encode(recon_in)
 recon_out = model.sample(z=mu, temperature=0.2, seed=2)
-render.save_png(list(recon_in) + drawable(recon_out), OUT / "10_reconstructions.png", ncols=8,
+render.save_png(list(recon_in) + drawable(recon_out), OUT / f"10_reconstructions{TAG}.png", ncols=8,
                 labels=["input"] * 8 + ["reconstruction"] * 8)
-print(f"wrote {OUT / '10_samples.png'} and {OUT / '10_reconstructions.png'}")
+print(f"wrote {OUT / f'10_samples{TAG}.png'} and {OUT / f'10_reconstructions{TAG}.png'}")
 
 # %% [markdown]
 # ## 7. Checks
