@@ -107,6 +107,16 @@ def test_run_writes_contract_outputs(data, tmp_path):
     assert r2.returncode == 1 and "--resume" in _error_line(r2)
 
 
+def test_decoder_only_run(data, tmp_path):
+    out = tmp_path / "run"
+    _ok(_cli("--data", data, "--out", out, "--steps", 3, "--conditional", "0", *TINY))
+    rows = _log(out)
+    assert [row["kl_weight"] for row in rows] == [0.0, 0.0]
+    assert rows[-1]["valid"]["kl"] == 0.0
+    model = ckpt.load_model(out)
+    assert not model.hp.conditional and "out/W" in model.param_names
+
+
 # ----------------------------------------------------------------------------- exact resume
 
 def test_resume_is_bit_identical(data, tmp_path):
@@ -143,7 +153,8 @@ def test_different_seed_gives_different_run(data, tmp_path):
 
 # ----------------------------------------------------------------------------- interruptions
 
-def test_sigint_saves_a_checkpoint_that_resumes(data, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_saves_a_checkpoint_that_resumes(data, tmp_path, sig):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "minisketch.train", "--data", data, "--out", str(out),
             "--steps", "1000000", "--eval-every", "1000000", *TINY]
@@ -155,14 +166,15 @@ def test_sigint_saves_a_checkpoint_that_resumes(data, tmp_path):
             assert time.monotonic() < deadline, "no evaluation within 60 s"
             time.sleep(0.05)
         time.sleep(1.0)                      # let it take some training steps
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, stderr
-    assert "SIGINT: stopped at step" in stderr and "Traceback" not in stderr
+    assert f"{signal.Signals(sig).name}: stopped at step" in stderr
+    assert "Traceback" not in stderr and "error:" not in stderr
     ck = ckpt.load_checkpoint(out / "checkpoint.npz")
     assert ck.step > 0 and int(ck.optimizer["t"]) == ck.step
     assert ckpt.load_model(out / "checkpoint.npz").num_params > 0
