@@ -1,9 +1,17 @@
 """Shared test helpers: where the real third-party data lives (../shared/data, never in the repo)."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
+# The tests multiply small matrices: one BLAS thread is faster than two fighting over a busy
+# machine (a 2-thread OpenBLAS on an oversubscribed 2-core box was seen 20x slower). Set before
+# NumPy is first imported by a test module; subprocesses (CLI and lesson tests) inherit it.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
