@@ -224,9 +224,9 @@ axes[1].set_title("whole forward + backward, float32", fontsize=9)
 fig.tight_layout()
 fig.savefig(OUT / "14_numba_speed.png", dpi=100)
 plt.close(fig)
-if not FAST:   # (fast mode's tiny arrays time too noisily to assert on)
-    assert speedup > 1.5, f"the library's fused kernel should use well under the NumPy chain's " \
-                          f"CPU time (got {speedup:.1f}x)"
+# Timings are observations, not checks: they depend on the machine and its load, so they are
+# printed (and plotted) but never asserted on.
+print(f"the library's fused kernel: {speedup:.1f}x less CPU time than the NumPy chain")
 print("lesson 14 checks passed")
 
 # %% [markdown]
