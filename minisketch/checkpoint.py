@@ -23,8 +23,6 @@ half-written checkpoint.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import numpy as np
 
 from .backend import to_numpy
 from .errors import MinisketchError, ModelError
+from .fileio import atomic_open
 from .hparams import HParams
 
 FORMAT = "minisketch-checkpoint"
@@ -56,44 +55,11 @@ def array_to_json(a: np.ndarray):
 
 # ----------------------------------------------------------------------------- writing
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX); silently skipped where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_npz_atomic(path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` into a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise MinisketchError(f"cannot write {path}: {e.strerror or e} (check that the folder "
-                              f"exists and is writable)") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise MinisketchError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
-    _fsync_dir(folder)
+    """``np.savez`` into ``path`` atomically (``fileio.atomic_open``: temporary file, fsync,
+    rename)."""
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
 
 def save_checkpoint(path, params: dict, config: dict, step: int = 0, optimizer: dict | None = None,

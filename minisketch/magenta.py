@@ -37,14 +37,13 @@ import base64
 import binascii
 import json
 import math
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import MinisketchError, ModelError
+from .errors import ModelError
+from .fileio import write_bytes_atomic as _write_bytes_atomic
 
 ARRAY_NAMES = ("out/W", "out/b", "dec/W_xh", "dec/W_hh", "dec/b")  # the file's order
 QUANT_RANGE = 10.0          # weights are stored in [-10, 10]
@@ -212,31 +211,6 @@ def read_gen_json(path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 # ----------------------------------------------------------------------------- writing
-
-def _write_bytes_atomic(path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # same folder: same disk
-    try:
-        f = open(tmp, "xb")                           # normal permissions (umask), never shared
-    except OSError as e:
-        raise MinisketchError(f"cannot write {path}: {e.strerror or e} (check that the "
-                              f"folder exists and is writable)") from None
-    try:
-        with f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise MinisketchError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
-
 
 def _check_write_info(info) -> dict:
     if not isinstance(info, dict):

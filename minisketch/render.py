@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import secrets
 import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -32,6 +30,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from .errors import DataError, MinisketchError
+from .fileio import write_bytes_atomic as _write_bytes_atomic
 from .strokes import stroke3_to_polylines
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -240,31 +239,6 @@ def temperature_sweep_svg(rows_of_sketches, temperatures=SWEEP_TEMPERATURES, cel
 
 
 # ----------------------------------------------------------------------------- files
-
-def _write_bytes_atomic(path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # same folder: same disk
-    try:
-        f = open(tmp, "xb")                           # normal permissions (umask), never shared
-    except OSError as e:
-        raise MinisketchError(f"cannot write {path}: {e.strerror or e} (check that the "
-                              f"folder exists and is writable)") from None
-    try:
-        with f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise MinisketchError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
-
 
 def save_svg(sketches_or_sketch, path, ncols: int | None = None, cell: float = 128,
              labels=None, **kw) -> None:

@@ -18,7 +18,6 @@ import ast
 import io
 import os
 import pickle
-import tempfile
 import zlib
 import zipfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .errors import DataError
+from .fileio import atomic_open
 
 SPLITS = ("train", "valid", "test")
 MAX_MEMBER_BYTES = 2 ** 31          # refuse zip members that claim to unpack to more than 2 GiB
@@ -319,15 +319,6 @@ def write_npz(path: str | os.PathLike, splits: Mapping[str, Sequence[np.ndarray]
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise DataError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: _object_array(v) for k, v in splits.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **{k: _object_array(v) for k, v in splits.items()})
     return path

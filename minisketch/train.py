@@ -41,7 +41,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ import numpy as np
 from .backend import BACKENDS, to_numpy
 from .checkpoint import load_checkpoint, load_params, model_config, save_checkpoint
 from .errors import MinisketchError, ModelError, run_cli
+from .fileio import atomic_open, write_bytes_atomic
 from .hparams import HParams, add_hparam_arguments, hparams_from_args
 from .optim import Adam, kl_weight, learning_rate
 
@@ -210,19 +210,7 @@ class Run:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def setup_run(args) -> Run:
@@ -357,14 +345,8 @@ def plot_losses(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.9, wspace=0.2)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=90)
 
 
 def render_samples(model, n: int, seed: int, out: Path) -> None:

@@ -263,7 +263,7 @@ def test_errors_leave_no_file(tmp_path, ext, monkeypatch):
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr("minisketch.render.os.replace", broken_replace)
+    monkeypatch.setattr("minisketch.fileio.os.replace", broken_replace)
     with pytest.raises(MinisketchError, match="No space left"):
         save_drawing(good, target)
     assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"previous contents"
