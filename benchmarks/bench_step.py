@@ -16,7 +16,9 @@ direction, decoder 512, N_z 128, M 20, recurrent dropout on), float32.
 
 Reported (human-readable, or one JSON line with ``--json``):
   * median / min / max milliseconds over ``--steps`` timed steps after ``--warmup`` untimed ones
-    (host clock for numpy/numba; CUDA events around each step for cupy);
+    (host clock for numpy/numba; CUDA events around each step for cupy), and on the CPU the
+    median process CPU time per step (all threads; with one thread it is what the wall time would
+    be on an otherwise idle machine, a steadier figure on a shared one);
   * ``first_step_s``: the first step alone (it includes loading or compiling Numba's kernels),
     and for numba ``jit_load_s`` (``numba_cpu.warm_up`` in this process: cache load, or compile
     when the cache is cold) and, with ``--compile-time``, ``jit_cold_compile_s``: the same
@@ -28,6 +30,7 @@ Reported (human-readable, or one JSON line with ``--json``):
     achieved GFLOP/s, and ``blas_peak_gflops``: a 4096^3 matmul (sgemm for float32) measured
     here on the same threads, so ``frac_of_peak`` says how close the step comes to BLAS speed.
 
+``--malloc-keep`` makes glibc keep freed memory in the process (see ``keep_freed_memory``).
 ``--threads N`` pins BLAS, OpenMP and Numba to N threads (the script re-executes itself with the
 environment set). The BLAS kernel in use (OpenBLAS core name) is reported: OPENBLAS_CORETYPE or
 OPENBLAS_L2_SIZE in the environment can select a slower kernel, so benchmark without them.
@@ -70,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--compile-time", action="store_true",
                    help="numba: also measure a cold-cache compile in a fresh subprocess")
     p.add_argument("--no-peak", action="store_true", help="skip the BLAS peak measurement")
+    p.add_argument("--malloc-keep", action="store_true",
+                   help="keep freed memory in the process (glibc mallopt): no page faults on "
+                        "the step buffers after the first step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     args = p.parse_args(argv)
@@ -88,6 +94,20 @@ def pin_threads(n):
         return
     env = dict(os.environ, _BENCH_THREADS_PINNED=str(n), **{v: str(n) for v in THREAD_VARS})
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed memory in the process: no mmap for large blocks (M_MMAP_MAX = 0)
+    and no trimming of the heap below 2 GiB free (M_TRIM_THRESHOLD). Every training step
+    allocates its large buffers afresh (the reference sequence code: ~1.5 GB per step at the
+    reference size); returned to the kernel and faulted in again, that memory costs hundreds of
+    ms of page faults per step on this VM. Returns True when glibc accepted both settings."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,6 +274,7 @@ def run(args):
               "nmax": args.nmax, "dtype": args.dtype,
               "recurrent_dropout": bool(args.recurrent_dropout)}
     result.update(blas_info())
+    result["malloc_keep"] = bool(args.malloc_keep)
     result["threads_env"] = {v: os.environ.get(v) for v in THREAD_VARS if v in os.environ}
     result["openblas_env"] = {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
                               if v in os.environ}
@@ -281,10 +302,13 @@ def run(args):
         adam.update(model.flat, model.flat_grad, learning_rate(hp, step), hp.grad_clip)
         return losses
 
+    cpu_times = []
+
     def timed_step(step):
         if cupy is None:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             losses = one_step(step)
+            cpu_times.append(time.process_time() - c)
             return time.perf_counter() - t, losses
         ev0, ev1 = cupy.cuda.Event(), cupy.cuda.Event()
         ev0.record()
@@ -302,6 +326,8 @@ def run(args):
         dt, losses = timed_step(s)
         times.append(dt)
     result.update(summarize(times))
+    if cpu_times:
+        result["cpu_median_ms"] = 1e3 * statistics.median(cpu_times[-args.steps:])
     result["loss"] = float(losses["loss"])
     if not np.isfinite(result["loss"]):
         raise SystemExit(f"error: non-finite loss {result['loss']}")
@@ -321,7 +347,8 @@ def report(r):
         f"backend {r['backend']}  dec {r['dec']}  enc {r['enc']}  batch {r['batch']}  "
         f"nmax {r['nmax']}  {r['dtype']}  recurrent dropout {r['recurrent_dropout']}",
         f"step: median {r['median_ms']:.1f} ms  (min {r['min_ms']:.1f}, max {r['max_ms']:.1f}, "
-        f"{r['steps']} steps)",
+        f"{r['steps']} steps)" + (f"; process CPU time {r['cpu_median_ms']:.0f} ms per step"
+                                   if "cpu_median_ms" in r else ""),
         f"first step {r['first_step_s']:.2f} s",
     ]
     if "jit_load_s" in r:
@@ -338,13 +365,15 @@ def report(r):
     lines.append(f"BLAS {r['blas']} core {r['blas_core']} threads {r['blas_threads']}"
                  + (f"  (env {r['openblas_env']})" if r["openblas_env"] else ""))
     lines.append(f"peak RSS {r['peak_rss_mib']:.0f} MiB; loss {r['loss']:.4f}; "
-                 f"update {r['adam_update']}")
+                 f"update {r['adam_update']}; malloc-keep {r['malloc_keep']}")
     print("\n".join(lines))
 
 
 def main(argv=None):
     args = parse_args(argv)
     pin_threads(args.threads)
+    if args.malloc_keep and not keep_freed_memory():
+        raise SystemExit("error: --malloc-keep: glibc mallopt is not available here")
     r = run(args)
     if args.json:
         print(json.dumps(r))

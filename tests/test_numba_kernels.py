@@ -198,7 +198,8 @@ def test_elementary_functions_against_numpy(dtype):
         refs = (np.exp(x64), np.tanh(x64), ref_sigmoid(x64))
     for fn, ref in zip(fns, refs):
         got = np.array([fn(v) for v in x], dtype=dtype)
-        ref = ref.astype(dtype)
+        with np.errstate(over="ignore"):       # exp beyond float32's range rounds to inf
+            ref = ref.astype(dtype)
         assert_same(f"{fn.__name__} nan", np.isnan(got), np.isnan(ref))
         fin = np.isfinite(ref)
         assert_same(f"{fn.__name__} non-finite", got[~fin], ref[~fin])

@@ -795,116 +795,156 @@ def hyper_modulate_backward(da_t, xw_t, hh_t, alpha_t, dxw_out, dhh_out, dalpha_
 
 
 # ---------------------------------------------------------------------------------------------
-# Mixture density loss (layers/mdn.py): one fused pass per row, computed in float64
+# Mixture density loss (layers/mdn.py): one fused pass over the rows, computed in float64.
+#
+# Rows are processed in blocks of MDN_BLOCK: a block is copied transposed into float64 scratch
+# ([6M + 3, rows]), so that every loop runs over the rows of the block, contiguous and long
+# enough to vectorize fully (a loop over the M = 20 components of one row leaves too short a
+# vector loop and a slow scalar remainder). Sums over components are elementwise across rows,
+# in component order.
+
+MDN_BLOCK = 64
+
 
 @njit(**_JIT)
-def _mdn_row(y, tg, M, scale, want_grad, dy, sc):
-    """Loss terms of one row, and its gradient row when want_grad. y [6M+3] and tg [5] are the
-    row's output and target, dy [6M+3] the gradient row, sc [7, M] float64 scratch.
-    Returns (offset term times 1 - p3, pen term)."""
-    # pen: log q = log_softmax(pen logits); loss -sum_j t_j log q_j
-    p0 = np.float64(y[0])
-    p1 = np.float64(y[1])
-    p2 = np.float64(y[2])
-    pm = max(p0, max(p1, p2))
-    lse = _log64(_exp64(p0 - pm) + _exp64(p1 - pm) + _exp64(p2 - pm))
-    lq0 = (p0 - pm) - lse
-    lq1 = (p1 - pm) - lse
-    lq2 = (p2 - pm) - lse
-    t0 = np.float64(tg[2])
-    t1 = np.float64(tg[3])
-    t2 = np.float64(tg[4])
-    pen = -(t0 * lq0 + t1 * lq1 + t2 * lq2)
-    row_w = 1.0 - t2
-    dx = np.float64(tg[0])
-    dyv = np.float64(tg[1])
-    pil, mxs, mys = y[3:3 + M], y[3 + M:3 + 2 * M], y[3 + 2 * M:3 + 3 * M]
-    lsxs, lsys, rs = y[3 + 3 * M:3 + 4 * M], y[3 + 4 * M:3 + 5 * M], y[3 + 5 * M:3 + 6 * M]
-    # log pi = log_softmax(pi logits)
-    pimax = -np.inf
-    for k in range(M):
-        pimax = max(pimax, np.float64(pil[k]))
-    s = 0.0
-    for k in range(M):
-        s += _exp64(np.float64(pil[k]) - pimax)
-    log_s = _log64(s)
-    # per component: a_k = log pi_k + log N_k in the stable form of layers/mdn.py
+def _mdn_block(nr, M, yt, tt, scale, want_grad, dyt, sc, rv):
+    """Loss terms of nr rows held transposed in yt [6M+3, R] (targets tt [5, R]); writes
+    rv[0] = offset term times (1 - p3), rv[1] = pen term, and dyt [6M+3, R] if want_grad.
+    sc [7, M, R] and rv [10, R] are float64 scratch."""
+    pm, lse, pimax, logs, m, tot = rv[2], rv[3], rv[4], rv[5], rv[6], rv[7]
+    offset, pen, gsum = rv[0], rv[1], rv[8]
     lpi, aa, uu, vv, ww, rr, ch = sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6]
+    p0, p1, p2 = yt[0], yt[1], yt[2]
+    dx, dyv, t0, t1, t2 = tt[0], tt[1], tt[2], tt[3], tt[4]
+    # pen: log q = log_softmax(pen logits); loss -sum_j t_j log q_j
+    for r in range(nr):
+        mx = max(p0[r], max(p1[r], p2[r]))
+        pm[r] = mx
+        ls = _log64(_exp64(p0[r] - mx) + _exp64(p1[r] - mx) + _exp64(p2[r] - mx))
+        lse[r] = ls
+        pen[r] = -(t0[r] * ((p0[r] - mx) - ls) + t1[r] * ((p1[r] - mx) - ls)
+                   + t2[r] * ((p2[r] - mx) - ls))
+    # log pi = log_softmax(pi logits)
+    for r in range(nr):
+        pimax[r] = -np.inf
+        logs[r] = 0.0
     for k in range(M):
-        lsx = np.float64(lsxs[k])
-        lsy = np.float64(lsys[k])
-        r = np.float64(rs[k])
-        u = (dx - np.float64(mxs[k])) * _exp64(-lsx)
-        v = (dyv - np.float64(mys[k])) * _exp64(-lsy)
-        ar = abs(r)
-        e1 = _exp64(-ar)                       # e^-|r|
-        rho = _tanh64(r)
-        cosh_r = 0.5 * (1.0 / e1 + e1)
-        w = (u - rho * v) * cosh_r             # Z / (1 - rho^2) = w^2 + v^2
-        log_1mr2 = 2.0 * (LOG_2 - ar - _log1p_small64(e1 * e1))
-        log_pi = (np.float64(pil[k]) - pimax) - log_s
-        lpi[k] = log_pi
-        aa[k] = log_pi + (-0.5 * (w * w + v * v) - LOG_2PI - lsx - lsy - 0.5 * log_1mr2)
-        uu[k] = u
-        vv[k] = v
-        ww[k] = w
-        rr[k] = rho
-        ch[k] = cosh_r
+        pil = yt[3 + k]
+        for r in range(nr):
+            pimax[r] = max(pimax[r], pil[r])
+    for k in range(M):
+        pil = yt[3 + k]
+        for r in range(nr):
+            logs[r] += _exp64(pil[r] - pimax[r])
+    for r in range(nr):
+        logs[r] = _log64(logs[r])
+        m[r] = LOG_LOSS_EPS
+    # per component: a_k = log pi_k + log N_k in the stable form of layers/mdn.py
+    for k in range(M):
+        pil, mx_, my_ = yt[3 + k], yt[3 + M + k], yt[3 + 2 * M + k]
+        lsx, lsy, rk = yt[3 + 3 * M + k], yt[3 + 4 * M + k], yt[3 + 5 * M + k]
+        lpk, ak, uk, vk, wk, rhok, chk = lpi[k], aa[k], uu[k], vv[k], ww[k], rr[k], ch[k]
+        for r in range(nr):
+            u = (dx[r] - mx_[r]) * _exp64(-lsx[r])
+            v = (dyv[r] - my_[r]) * _exp64(-lsy[r])
+            ar = abs(rk[r])
+            e1 = _exp64(-ar)                       # e^-|r|
+            rho = _tanh64(rk[r])
+            cosh_r = 0.5 * (1.0 / e1 + e1)
+            w = (u - rho * v) * cosh_r             # Z / (1 - rho^2) = w^2 + v^2
+            log_1mr2 = 2.0 * (LOG_2 - ar - _log1p_small64(e1 * e1))
+            log_pi = (pil[r] - pimax[r]) - logs[r]
+            a = log_pi + (-0.5 * (w * w + v * v) - LOG_2PI - lsx[r] - lsy[r] - 0.5 * log_1mr2)
+            lpk[r] = log_pi
+            ak[r] = a
+            uk[r] = u
+            vk[r] = v
+            wk[r] = w
+            rhok[r] = rho
+            chk[r] = cosh_r
+            m[r] = max(m[r], a)
     # log(sum_k exp(a_k) + 1e-6): log(1e-6) is one more term of the log-sum-exp
-    m = LOG_LOSS_EPS
+    for r in range(nr):
+        tot[r] = _exp64(LOG_LOSS_EPS - m[r])
     for k in range(M):
-        m = max(m, aa[k])
-    tot = _exp64(LOG_LOSS_EPS - m)
+        ak = aa[k]
+        for r in range(nr):
+            tot[r] += _exp64(ak[r] - m[r])
+    for r in range(nr):
+        log_sum = m[r] + _log64(tot[r])
+        tot[r] = log_sum                           # tot now holds log_sum
+        offset[r] = -log_sum * (1.0 - t2[r])
+    if not want_grad:
+        return
+    # pen: d/d logits = q * sum_j t_j - t
+    for r in range(nr):
+        tsum = t0[r] + t1[r] + t2[r]
+        dyt[0, r] = (_exp64((p0[r] - pm[r]) - lse[r]) * tsum - t0[r]) * scale
+        dyt[1, r] = (_exp64((p1[r] - pm[r]) - lse[r]) * tsum - t1[r]) * scale
+        dyt[2, r] = (_exp64((p2[r] - pm[r]) - lse[r]) * tsum - t2[r]) * scale
+        gsum[r] = 0.0
+    # responsibilities gamma_k = exp(a_k - log_sum) (1 - p3), kept in aa
     for k in range(M):
-        tot += _exp64(aa[k] - m)
-    log_sum = m + _log64(tot)
-    offset = -log_sum * row_w
-    if want_grad:
-        dt = dy.dtype.type
-        # pen: d/d logits = q * sum_j t_j - t
-        tsum = t0 + t1 + t2
-        dy[0] = dt((_exp64(lq0) * tsum - t0) * scale)
-        dy[1] = dt((_exp64(lq1) * tsum - t1) * scale)
-        dy[2] = dt((_exp64(lq2) * tsum - t2) * scale)
-        # responsibilities gamma_k = exp(a_k - log_sum) * row_w (overwrite aa)
-        gsum = 0.0
-        for k in range(M):
-            gm = _exp64(aa[k] - log_sum) * row_w
-            aa[k] = gm
-            gsum += gm
-        dpi, dmx, dmy, dsx, dsy, dr = (dy[3:3 + M], dy[3 + M:3 + 2 * M],
-                                       dy[3 + 2 * M:3 + 3 * M], dy[3 + 3 * M:3 + 4 * M],
-                                       dy[3 + 4 * M:3 + 5 * M], dy[3 + 5 * M:3 + 6 * M])
-        for k in range(M):
-            gm = aa[k]
-            u = uu[k]
-            v = vv[k]
-            w = ww[k]
-            rho = rr[k]
-            cosh_r = ch[k]
+        ak = aa[k]
+        for r in range(nr):
+            g = _exp64(ak[r] - tot[r]) * (1.0 - t2[r])
+            ak[r] = g
+            gsum[r] += g
+    for k in range(M):
+        lsx, lsy = yt[3 + 3 * M + k], yt[3 + 4 * M + k]
+        gk, lpk, uk, vk, wk, rhok, chk = aa[k], lpi[k], uu[k], vv[k], ww[k], rr[k], ch[k]
+        dpi, dmx, dmy = dyt[3 + k], dyt[3 + M + k], dyt[3 + 2 * M + k]
+        dsx, dsy, dr = dyt[3 + 3 * M + k], dyt[3 + 4 * M + k], dyt[3 + 5 * M + k]
+        for r in range(nr):
+            gm = gk[r]
+            u = uk[r]
+            v = vk[r]
+            w = wk[r]
+            rho = rhok[r]
+            cosh_r = chk[r]
             # forward was: log N = -(w^2 + v^2)/2 - ls_x - ls_y + log cosh(r) - log 2 pi,
             #              w = u cosh(r) - v sinh(r), u = (dx - mu_x) e^-ls_x, v likewise
             gw = gm * w
             d_u = gw * cosh_r
             d_v = gm * v - gw * (rho * cosh_r)
-            dpi[k] = dt((gsum * _exp64(lpi[k]) - gm) * scale)
-            dmx[k] = dt((-d_u * _exp64(-np.float64(lsxs[k]))) * scale)
-            dmy[k] = dt((-d_v * _exp64(-np.float64(lsys[k]))) * scale)
-            dsx[k] = dt((gm - d_u * u) * scale)
-            dsy[k] = dt((gm - d_v * v) * scale)
-            dr[k] = dt((gw * (rho * w - v / cosh_r) - gm * rho) * scale)
-    return offset, pen
+            dpi[r] = (gsum[r] * _exp64(lpk[r]) - gm) * scale
+            dmx[r] = (-d_u * _exp64(-lsx[r])) * scale
+            dmy[r] = (-d_v * _exp64(-lsy[r])) * scale
+            dsx[r] = (gm - d_u * u) * scale
+            dsy[r] = (gm - d_v * v) * scale
+            dr[r] = (gw * (rho * w - v / cosh_r) - gm * rho) * scale
 
 
 @njit(**_JIT)
 def _mdn_rows(lo, hi, y, target, scale, want_grad, dy, row_loss):
     """Rows lo..hi-1: row_loss[n] = (offset term, pen term), and dy[n] if want_grad."""
-    M = (y.shape[1] - 3) // 6
-    sc = np.empty((7, M), dtype=np.float64)
-    for n in range(lo, hi):
-        off, pen = _mdn_row(y[n], target[n], M, scale, want_grad, dy[n if want_grad else 0], sc)
-        row_loss[n, 0] = off
-        row_loss[n, 1] = pen
+    W = y.shape[1]
+    M = (W - 3) // 6
+    R = MDN_BLOCK
+    yt = np.empty((W, R), dtype=np.float64)
+    dyt = np.empty((W, R), dtype=np.float64)
+    tt = np.empty((5, R), dtype=np.float64)
+    sc = np.empty((7, M, R), dtype=np.float64)
+    rv = np.empty((10, R), dtype=np.float64)
+    dt = dy.dtype.type
+    for n0 in range(lo, hi, R):
+        nr = min(R, hi - n0)
+        for r in range(nr):
+            yr = y[n0 + r]
+            for j in range(W):
+                yt[j, r] = yr[j]
+            tr = target[n0 + r]
+            for j in range(5):
+                tt[j, r] = tr[j]
+        _mdn_block(nr, M, yt, tt, scale, want_grad, dyt, sc, rv)
+        for r in range(nr):
+            row_loss[n0 + r, 0] = rv[0, r]
+            row_loss[n0 + r, 1] = rv[1, r]
+        if want_grad:
+            for r in range(nr):
+                dr = dy[n0 + r]
+                for j in range(W):
+                    dr[j] = dt(dyt[j, r])
 
 
 @njit(**_PJIT)
