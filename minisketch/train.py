@@ -30,6 +30,13 @@ checkpoint from the bad parameters. ``--resume`` continues ``<out>/checkpoint.np
 parameters, optimizer state, step, batch RNG state and running averages, so 10 steps then a
 resume to 20 gives bit-identical parameters to 20 steps in one run.
 
+Threads. Run as a command, this module pins the BLAS library to one thread unless one of
+``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set: the matrices of a
+sketch-rnn step are small, so extra BLAS threads gain little (paper-size model, 2 cores: 12%)
+and on a machine busy with other work they stall each other at every call (quick preset on 2
+shared cores: 0.14 s per step with one thread, 1.3 s with two). Set ``OMP_NUM_THREADS=N`` to
+choose otherwise.
+
 Test hook: the environment variable ``MINISKETCH_INJECT_NAN_AT_STEP=K`` writes a NaN into the
 training batch of step K (used by the test suite to exercise the non-finite-loss path).
 """
@@ -45,14 +52,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+if __name__ == "__main__" and not any(v in os.environ for v in BLAS_THREAD_VARS):
+    os.environ.update({v: "1" for v in BLAS_THREAD_VARS})    # before NumPy loads (see "Threads")
 
-from .backend import BACKENDS, to_numpy
-from .checkpoint import load_checkpoint, load_params, model_config, save_checkpoint
-from .errors import MinisketchError, ModelError, run_cli
-from .fileio import atomic_open, write_bytes_atomic
-from .hparams import HParams, add_hparam_arguments, hparams_from_args
-from .optim import Adam, kl_weight, learning_rate
+import numpy as np  # noqa: E402
+
+from .backend import BACKENDS, to_numpy  # noqa: E402
+from .checkpoint import load_checkpoint, load_params, model_config, save_checkpoint  # noqa: E402
+from .errors import MinisketchError, ModelError, run_cli  # noqa: E402
+from .fileio import atomic_open, write_bytes_atomic  # noqa: E402
+from .hparams import HParams, add_hparam_arguments, hparams_from_args  # noqa: E402
+from .optim import Adam, kl_weight, learning_rate  # noqa: E402
 
 LOSS_KEYS = ("recon", "offset", "pen", "kl", "loss")
 DEFAULT_DATA = "builtin:shapes"

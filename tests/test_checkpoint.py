@@ -197,7 +197,8 @@ def test_wrong_shapes_for_the_config_are_a_model_error(tmp_path):
     ck = ckpt.load_checkpoint(tmp_path / "m.npz")
     config = dict(ck.config, hparams=dict(ck.config["hparams"], dec_rnn_size=9))
     ckpt.save_checkpoint(tmp_path / "bad.npz", ck.params, config)
-    with pytest.raises(ModelError, match=r"parameter dec\S+ has shape \[3, 16\], the model.s config needs \[3, 18\]"):
+    with pytest.raises(ModelError, match=r"parameter dec\S+ has shape \[3, 16\], "
+                                         r"the model.s config needs \[3, 18\]"):
         ckpt.load_model(tmp_path / "bad.npz")
 
 

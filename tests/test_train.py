@@ -178,7 +178,7 @@ def test_signal_saves_a_checkpoint_that_resumes(data, tmp_path, sig):
     ck = ckpt.load_checkpoint(out / "checkpoint.npz")
     assert ck.step > 0 and int(ck.optimizer["t"]) == ck.step
     assert ckpt.load_model(out / "checkpoint.npz").num_params > 0
-    r = _ok(_cli("--resume", "--out", out, "--steps", ck.step + 3))
+    _ok(_cli("--resume", "--out", out, "--steps", ck.step + 3))
     assert ckpt.load_checkpoint(out / "checkpoint.npz").step == ck.step + 3
     assert "test" in _log(out)[-1]
 
