@@ -49,6 +49,7 @@ from .layers.latent import (INIT_STD, kl_backward, kl_floor_backward, kl_floor_f
 from .layers.linear import glorot_uniform
 from .layers.mdn import mdn_params
 from .noise import HashNoise
+from .optim import kl_weight
 
 DTYPES = ("float32", "float64")
 ENCODE_CHUNK = 256      # sketches encoded per pass in ``encode``
@@ -194,11 +195,9 @@ class SketchRNN:
 
     def kl_weight(self, step: int) -> float:
         """w_step = w_KL - (w_KL - w_start) * R^step (0.0 for a decoder-only model)."""
-        hp = self.hp
-        if not hp.conditional:
+        if not self.hp.conditional:
             return 0.0
-        return float(hp.kl_weight - (hp.kl_weight - hp.kl_weight_start)
-                     * hp.kl_decay_rate ** int(step))
+        return float(kl_weight(self.hp, int(step)))
 
     def loss_and_grad(self, batch, step: int, training: bool = True):
         """Losses and gradients of one batch.
