@@ -79,6 +79,32 @@ def test_sheep_pen_probabilities_at_start_token():
     assert not np.allclose(out2["pen"][1], out2["pen"][0])
 
 
+def test_loaded_model_mixture_along_a_real_sketch_matches_float64():
+    """ms.load_model(sheep.gen.json).mixture along a real Sheep Market sketch equals this file's
+    independent float64 forward, component by component, to 1e-6 (float64 model)."""
+    from minisketch.checkpoint import load_model
+    from minisketch.safe_npz import load_npz
+    from minisketch.strokes import stroke3_to_stroke5
+
+    path = needs("sheep.gen.json")
+    sheep = PRETRAINED.parent / "aaron_sheep.npz"
+    if not sheep.exists():
+        pytest.skip(f"{sheep} is absent (real datasets live in ../shared/data)")
+    info, arrays = read_gen_json(path)
+    model = load_model(path, dtype="float64")
+    assert model.scale_factor == pytest.approx(info["scale_factor"])
+    sketch = np.asarray(load_npz(sheep)["test"][0], dtype=np.float64)[:60]
+    s5 = stroke3_to_stroke5(sketch)[:len(sketch)]                   # [L, 5], data units
+    got = model.mixture(s5)
+    inputs = np.vstack([[0.0, 0.0, 1.0, 0.0, 0.0], s5])
+    inputs[1:, :2] /= info["scale_factor"]
+    want = split_outputs(lstm_decoder_outputs(arrays, inputs), M=20)
+    assert got["pi"].shape == (len(s5) + 1, 20)
+    for k in ("pen", "pi", "mu_x", "mu_y", "sigma_x", "sigma_y", "rho"):
+        err = np.max(np.abs(got[k] - want[k]) / np.maximum(np.abs(want[k]), 1.0))
+        assert err < 1e-6, f"{k}: max error {err:.2e} along the sketch (tolerance 1e-6)"
+
+
 def test_bird_loads():
     info, arrays = read_gen_json(needs("bird.gen.json"))
     assert info["name"] == "bird" and info["mode"] == 2 and info["max_seq_len"] == 129
