@@ -12,7 +12,8 @@ meaningful demand, but accuracy no worse than the reference is. Pure-arithmetic 
 backward, HyperLSTM modulation, clip + Adam) do the reference's operations in its order and must
 match bit for bit. On failure the message names the tensor, the worst index and the values.
 
-Inputs come from hypothesis: batch 1 and odd sizes (not multiples of the 8-wide vector loops),
+The parallel path (opt-in, MINISKETCH_NUMBA_PARALLEL=1) is switched on by the tests that need
+it. Inputs come from hypothesis: batch 1 and odd sizes (not multiples of the 8-wide vector loops),
 pre-activations from tiny to saturating (|a| up to 100, exact zeros), dropout and padding masks
 on or off (rows that are all padding included), rho logits up to +-50, log sigma down to -20,
 targets far from every mean, M = 1. Each kernel runs both ways: serial, and split across Numba's
@@ -64,9 +65,10 @@ def threading_mode(request, monkeypatch):
     if request.param == "parallel":
         if numba.get_num_threads() < 2:
             pytest.skip("Numba has one thread here: no parallel path to test")
+        monkeypatch.setattr(numba_cpu, "PARALLEL", True)
         monkeypatch.setattr(numba_cpu, "MIN_PARALLEL_WORK", 0)
     else:
-        monkeypatch.setattr(numba_cpu, "MIN_PARALLEL_WORK", 1 << 62)
+        monkeypatch.setattr(numba_cpu, "PARALLEL", False)
     return request.param
 
 
@@ -367,9 +369,10 @@ def test_clip_adam_update(threading_mode, p, dtype, step, clip, seed):
     assert_same("grad untouched", grad, grad_before)
 
 
-def test_large_inputs_take_the_parallel_path_and_match():
-    """At the default threshold a batch of 100 x 512 runs split across threads (when there
-    are several) and still equals the reference."""
+def test_large_inputs_take_the_parallel_path_and_match(monkeypatch):
+    """With the parallel path switched on, a batch of 100 x 512 (above the default threshold)
+    runs split across threads (when there are several) and still equals the reference."""
+    monkeypatch.setattr(numba_cpu, "PARALLEL", True)
     dtype = np.float32
     rng = np.random.default_rng(1)
     B, H = 100, 512
@@ -445,9 +448,10 @@ def test_whole_model_parallel_path_and_determinism(monkeypatch):
     """With the parallel path forced on, the numba model gives the same numbers as serial, and
     two calls with the same step give identical losses and gradients."""
     batch, (_, ref, nb) = model_pair("layer_norm", "lstm", "float32")
-    monkeypatch.setattr(numba_cpu, "MIN_PARALLEL_WORK", 1 << 62)
+    monkeypatch.setattr(numba_cpu, "PARALLEL", False)
     ls, _ = nb.loss_and_grad(batch, 5)
     serial = nb.flat_grad.copy()
+    monkeypatch.setattr(numba_cpu, "PARALLEL", True)
     monkeypatch.setattr(numba_cpu, "MIN_PARALLEL_WORK", 0)
     for _ in range(2):
         lp, _ = nb.loss_and_grad(batch, 5)

@@ -23,9 +23,11 @@ How the kernels are written
   does) instead of raising, which is also what lets LLVM vectorize loops that divide.
 * Each kernel is a serial function over a range of rows (batch rows, MDN rows, or chunks of the
   parameter vector) plus a ``parallel=True`` driver that hands contiguous chunks of rows to
-  Numba's threads (``prange``). The public function picks the driver: serial below
-  ``MIN_PARALLEL_WORK`` elements or with one Numba thread (``NUMBA_NUM_THREADS=1``). Rows are
-  computed the same way on either path, so the results do not depend on the thread count.
+  Numba's threads (``prange``). The public function picks the driver: serial unless
+  ``MINISKETCH_NUMBA_PARALLEL=1`` (see PARALLEL below for why that is opt-in), below
+  ``MIN_PARALLEL_WORK`` elements, or with one Numba thread. Rows are computed the same way on
+  either path, so the results do not depend on the thread count. Kernels release the GIL
+  (``nogil``), so threads that run independent work (two half-batches, say) overlap them.
 * Within a row the loop over units is contiguous and SIMD-vectorized (one view per gate block).
 * Arithmetic runs in the arrays' dtype (float32 or float64), in the reference's order where the
   reference is pure arithmetic, so those outputs match it bit for bit; reductions (layer-norm
@@ -42,6 +44,7 @@ How the kernels are written
 from __future__ import annotations
 
 import math
+import os
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from types import SimpleNamespace
@@ -61,8 +64,8 @@ LOG_LOSS_EPS = math.log(LOSS_EPS)
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
 
-_JIT = dict(cache=True, error_model="numpy")            # serial helpers
-_PJIT = dict(cache=True, error_model="numpy", parallel=True)
+_JIT = dict(cache=True, error_model="numpy", nogil=True)      # serial code
+_PJIT = dict(cache=True, error_model="numpy", nogil=True, parallel=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,12 +348,22 @@ def _sum_prod(u, ulo, v, vlo, n):
 # function (reference name and signature) turns None arguments into flags plus a dummy array (so
 # each dtype compiles once, not once per None combination) and picks the driver.
 
-MIN_PARALLEL_WORK = 16384   # elements per call below which a second thread costs more than it saves
+# Splitting rows across Numba's threads is opt-in: MINISKETCH_NUMBA_PARALLEL=1 in the
+# environment (read once, at import). Measured on 2 cores with NumPy's OpenBLAS on 2 threads, a
+# full training step got slower with it (LSTM decoder: 3.8 s against 2.7-3.0 s serial, and far
+# worse on a busy machine): between two matrix products OpenBLAS's idle threads spin, Numba's
+# threads spin, and the two pools take the cores from each other. With one BLAS thread the
+# split pays off a little (3.3 s against 3.5 s), but less than a second BLAS thread does.
+PARALLEL = os.environ.get("MINISKETCH_NUMBA_PARALLEL", "0").strip() == "1"
+MIN_PARALLEL_WORK = 16384     # elements per call below which a second thread costs more than it saves
 
 
 def _threads_for(rows: int, width: int) -> int:
-    """How many chunks to split ``rows`` rows of ``width`` elements into (1 = stay serial).
-    Follows Numba's thread count (NUMBA_NUM_THREADS / numba.set_num_threads)."""
+    """How many chunks to split ``rows`` rows of ``width`` elements into (1 = stay serial):
+    1 unless PARALLEL; then Numba's thread count (NUMBA_NUM_THREADS / numba.set_num_threads)
+    for calls of at least MIN_PARALLEL_WORK elements."""
+    if not PARALLEL:
+        return 1
     n = numba.get_num_threads()
     if n < 2 or rows < 2 or rows * width < MIN_PARALLEL_WORK:
         return 1
@@ -1056,38 +1069,44 @@ def kernel_set() -> SimpleNamespace:
     return ks
 
 
-def warm_up(dtypes=("float32", "float64"), parallel: bool = True) -> None:
+def warm_up(dtypes=("float32", "float64"), parallel=None) -> None:
     """Compile (or load from Numba's cache) every kernel for the given dtypes by calling each
     on small inputs: the serial row functions always, the parallel drivers too when
-    ``parallel`` and Numba has more than one thread. Optional: kernels otherwise compile on
-    first use."""
+    ``parallel`` (default: PARALLEL). Optional: kernels otherwise compile on first use."""
+    if parallel is None:
+        parallel = PARALLEL
     for name in dtypes:
         dt = np.dtype(name)
-        # sizes large enough to take the parallel path when there are threads
-        B = 4 if parallel else 1
-        H = MIN_PARALLEL_WORK // 4 if parallel else 2
-        M = 1
+        B, H, M = 2, 3, 1
         z = lambda *s: np.zeros(s, dtype=dt)  # noqa: E731
         o = lambda *s: np.ones(s, dtype=dt)  # noqa: E731
-        lstm_cell_forward(z(B, 4 * H), z(B, 4 * H), z(B, H), z(B, H), o(B, H), o(B),
-                          z(B, H), z(B, H), z(B, 5 * H))
-        lstm_cell_backward(z(B, H), z(B, H), z(B, H), z(B, 5 * H), o(B, H), o(B),
-                           z(B, 4 * H), z(B, H), z(B, H))
-        ln_lstm_cell_forward(z(B, 4 * H), z(B, H), z(B, H), o(B, H), o(B), o(4 * H),
-                             z(4 * H), o(H), z(H), z(B, H), z(B, H), z(B, 5 * H),
-                             z(B, 5 * H), z(B, 5))
-        ln_lstm_cell_backward(z(B, H), z(B, H), z(B, H), o(B, H), o(B), o(4 * H), o(H),
-                              z(B, 5 * H), z(B, 5 * H), o(B, 5), z(B, 4 * H),
-                              z(B, 5 * H), z(B, H), z(B, H))
-        hyper_modulate_forward(z(B, 4 * H), z(B, 4 * H), z(8, B, H), z(4, B, H), z(4 * H),
-                               z(B, 4 * H))
-        hyper_modulate_backward(z(B, 4 * H), z(B, 4 * H), z(B, 4 * H), z(8, B, H),
-                                z(B, 4 * H), z(B, 4 * H), z(8, B, H))
-        N = 4 * MIN_PARALLEL_WORK if parallel else 1
-        y = z(N, 6 * M + 3)
-        t = z(N, 5)
+        keep, mask = o(B, H), o(B)
+        lstm_f = (z(B, 4 * H), z(B, 4 * H), z(B, H), z(B, H), keep, True, mask, True,
+                  z(B, H), z(B, H), z(B, 5 * H))
+        lstm_b = (z(B, H), z(B, H), z(B, H), z(B, 5 * H), keep, True, mask, True,
+                  z(B, 4 * H), z(B, H), z(B, H))
+        ln_f = (z(B, 4 * H), z(B, H), z(B, H), keep, True, mask, True, o(4 * H), z(4 * H),
+                o(H), z(H), z(B, H), z(B, H), z(B, 5 * H), z(B, 5 * H), z(B, 5))
+        ln_b = (z(B, H), z(B, H), z(B, H), keep, True, mask, True, o(4 * H), o(H),
+                z(B, 5 * H), z(B, 5 * H), o(B, 5), z(B, 4 * H), z(B, 5 * H), z(B, H), z(B, H))
+        hyp_f = (z(B, 4 * H), z(B, 4 * H), z(8, B, H), z(4, B, H), z(4 * H), z(B, 4 * H))
+        hyp_b = (z(B, 4 * H), z(B, 4 * H), z(B, 4 * H), z(8, B, H), z(B, 4 * H), z(B, 4 * H),
+                 z(8, B, H))
+        y = z(B, 6 * M + 3)
+        t = z(B, 5)
         t[:, 2] = 1
-        mdn_loss_and_grad(y, t, 1.0)
-        mdn_loss(y, t)
-        P = 4 * MIN_PARALLEL_WORK if parallel else 1
-        clip_adam_update(z(P), z(P), z(P), z(P), 1, 1e-3, 1.0)
+        mdn = (y, t, 1.0, True, z(B, 6 * M + 3), np.zeros((B, 2)))
+        mdn0 = (y, t, 1.0, False, z(1, 6 * M + 3), np.zeros((B, 2)))
+        adam = (z(4), z(4), z(4), z(4)) + tuple(dt.type(v) for v in (1, .9, .1, .999, .001,
+                                                                     .5, 1e-8, 1e-3))
+        for rows, par, args in ((_lstm_fwd_rows, _lstm_fwd_par, lstm_f),
+                                (_lstm_bwd_rows, _lstm_bwd_par, lstm_b),
+                                (_ln_fwd_rows, _ln_fwd_par, ln_f),
+                                (_ln_bwd_rows, _ln_bwd_par, ln_b),
+                                (_hyper_fwd_rows, _hyper_fwd_par, hyp_f),
+                                (_hyper_bwd_rows, _hyper_bwd_par, hyp_b),
+                                (_mdn_rows, _mdn_par, mdn), (_mdn_rows, _mdn_par, mdn0),
+                                (_adam_rows, _adam_par, adam)):
+            rows(0, 1, *args)
+            if parallel:
+                par(1, *args)
