@@ -8,9 +8,11 @@ Every measurement is its own subprocess (``bench_step.py --backend numpy|numba``
 ``torch_reference.py``), so each has its own peak memory (VmHWM) and no two thread pools share a
 process. For each decoder the three run in turn, ``--rounds`` times, the order rotating from round
 to round so that a drift in the machine's speed falls on all of them; the table shows, per
-backend, the median over rounds of each run's median step time, the ratios numba/torch and
-numpy/torch, the process CPU time per step, the peak RSS, the achieved GFLOP/s and the BLAS
-peaks (OpenBLAS sgemm for NumPy/Numba, MKL sgemm for torch) measured in the same runs. The
+backend, the median over rounds of each run's median step time and the ratios numba/torch and
+numpy/torch, then the best single step of all rounds and its ratios (on a shared machine the
+best step is the one least disturbed by other processes; the load average before each run goes
+to the progress lines and the JSON), the process CPU time per step, the peak RSS, the achieved
+GFLOP/s and the BLAS peaks (OpenBLAS sgemm for NumPy/Numba, MKL sgemm for torch) measured in the same runs. The
 Numba kernels are compiled once before the timed runs (Numba's on-disk cache), and the
 cold-cache compile time is measured separately (fresh NUMBA_CACHE_DIR).
 
@@ -53,8 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="threads for BLAS, Numba and torch (default: the libraries' default)")
     p.add_argument("--backends", default="numpy,numba,torch",
-                   help="comma-separated, from numpy, numba, numba1 (Numba with its kernels "
-                        "on one thread, BLAS threads unchanged) and torch")
+                   help="comma-separated, from numpy, numba, numbapar (Numba with "
+                        "MINISKETCH_NUMBA_PARALLEL=1: kernels split across Numba's threads) "
+                        "and torch")
     p.add_argument("--fused", action="store_true",
                    help="add Numba vs torch nn.LSTM, both without recurrent dropout")
     p.add_argument("--malloc-keep", action="store_true",
@@ -92,14 +95,15 @@ def command(args, backend, dec, fused=False, extra=()):
         if fused:
             cmd.append("--fused")
     else:
-        name = "numba" if backend == "numba1" else backend
+        name = "numba" if backend == "numbapar" else backend
         cmd = [sys.executable, os.path.join(HERE, "bench_step.py"), "--backend", name] + common
     return cmd + list(extra)
 
 
 def run_one(cmd, env, backend=None):
-    if backend == "numba1":      # Numba kernels serial, BLAS as configured
-        env = dict(env, NUMBA_NUM_THREADS="1")
+    if backend == "numbapar":    # Numba kernels split across Numba's threads (opt-in)
+        env = dict(env, MINISKETCH_NUMBA_PARALLEL="1")
+    load = os.getloadavg()[0]
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -108,6 +112,7 @@ def run_one(cmd, env, backend=None):
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
     r = json.loads(line)
     r["process_s"] = time.perf_counter() - t
+    r["load_before"] = load
     return r
 
 
@@ -145,7 +150,7 @@ def main(argv=None):
     if args.fused and "lstm" in args.decs and "torch" in backends:
         pairs.append(("lstm", True))
     for dec, fused in pairs:
-        bks = [b for b in backends if not fused or b in ("numba", "numba1", "torch")]
+        bks = [b for b in backends if not fused or b in ("numba", "numbapar", "torch")]
         runs = {b: [] for b in bks}
         for rnd in range(args.rounds):
             order = bks[rnd % len(bks):] + bks[:rnd % len(bks)]
@@ -154,8 +159,10 @@ def main(argv=None):
                 r["round"] = rnd
                 runs[b].append(r)
                 all_runs.append(r)
-                print(f"  {dec}{' (no dropout)' if fused else ''} {b:5s} round {rnd}: "
-                      f"median {r['median_ms']:.0f} ms", file=sys.stderr, flush=True)
+                print(f"  {dec}{' (no dropout)' if fused else ''} {b:6s} round {rnd}: "
+                      f"median {r['median_ms']:.0f} ms, min {r['min_ms']:.0f} ms "
+                      f"(load average before: {r['load_before']:.2f})", file=sys.stderr,
+                      flush=True)
         table[(dec, fused)] = runs
         if fused:
             extra_rows.append((dec, fused))
@@ -178,6 +185,9 @@ def main(argv=None):
     head = ["decoder"] + [f"{b} ms" for b in backends]
     if "torch" in backends:
         head += [f"{b}/torch" for b in backends if b != "torch"]
+    head += [f"{b} best" for b in backends]
+    if "torch" in backends:
+        head += [f"{b}/torch best" for b in backends if b != "torch"]
     head += [f"{b} cpu ms" for b in backends] + [f"{b} MiB" for b in backends]
     head += [f"{b} GF/s" for b in backends] + [f"{b} sgemm" for b in backends]
     rows = []
@@ -187,6 +197,11 @@ def main(argv=None):
         row = [label] + [fmt(med[b]) for b in backends]
         if "torch" in backends:
             row += [fmt(med[b] / med["torch"], ".2f") if med[b] and med["torch"] else "-"
+                    for b in backends if b != "torch"]
+        best = {b: min((r["min_ms"] for r in runs.get(b, [])), default=None) for b in backends}
+        row += [fmt(best[b]) for b in backends]
+        if "torch" in backends:
+            row += [fmt(best[b] / best["torch"], ".2f") if best[b] and best["torch"] else "-"
                     for b in backends if b != "torch"]
         row += [fmt(median_of(runs.get(b, []), "cpu_median_ms")) for b in backends]
         row += [fmt(max((r["peak_rss_mib"] for r in runs.get(b, [])), default=None))

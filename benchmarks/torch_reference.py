@@ -319,7 +319,8 @@ def noise_for(ms_model, B, N, step, dtype):
     """minisketch's own eps and dropout masks for (seed, step), as torch tensors."""
     import numpy as np
     nz = ms_model._draw_noise(np.random.default_rng([ms_model.seed, int(step)]), B, N, True)
-    conv = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(dtype)  # noqa: E731,E501
+    def conv(a):
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
     return {k: conv(getattr(nz, k)) for k in ("eps", "keep_enc_fw", "keep_enc_bw", "keep_dec")}
 
 

@@ -218,15 +218,13 @@ def _log1p_small64(u):
 
 
 def _exp(x):
-    """exp in the dtype of x. In jitted code the overload below picks _exp32/_exp64; called
-    from plain Python it is NumPy's exp."""
-    return np.exp(x)
+    """exp in the dtype of x (dispatch below)."""
+    raise NotImplementedError
 
 
 def _tanh(x):
-    """tanh in the dtype of x. In jitted code the overload below picks _tanh32/_tanh64; called
-    from plain Python it is NumPy's tanh."""
-    return np.tanh(x)
+    """tanh in the dtype of x (dispatch below)."""
+    raise NotImplementedError
 
 
 @overload(_exp)
@@ -260,10 +258,8 @@ def _sigmoid32(x):
 
 
 def _sigmoid(x):
-    """sigmoid in the dtype of x. In jitted code the overload below picks _sigmoid32/_sigmoid64;
-    called from plain Python it is the same stable formula in NumPy."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    """sigmoid in the dtype of x (dispatch below)."""
+    raise NotImplementedError
 
 
 @overload(_sigmoid)
@@ -359,7 +355,7 @@ def _sum_prod(u, ulo, v, vlo, n):
 # threads spin, and the two pools take the cores from each other. With one BLAS thread the
 # split pays off a little (3.3 s against 3.5 s), but less than a second BLAS thread does.
 PARALLEL = os.environ.get("MINISKETCH_NUMBA_PARALLEL", "0").strip() == "1"
-MIN_PARALLEL_WORK = 16384     # elements per call below which a second thread costs more than it saves
+MIN_PARALLEL_WORK = 16384     # elements per call below which a second thread costs more
 
 
 def _threads_for(rows: int, width: int) -> int:
