@@ -218,13 +218,15 @@ def _log1p_small64(u):
 
 
 def _exp(x):
-    """exp in the dtype of x (dispatch below)."""
-    raise NotImplementedError
+    """exp in the dtype of x. In jitted code the overload below picks _exp32/_exp64; called
+    from plain Python it is NumPy's exp."""
+    return np.exp(x)
 
 
 def _tanh(x):
-    """tanh in the dtype of x (dispatch below)."""
-    raise NotImplementedError
+    """tanh in the dtype of x. In jitted code the overload below picks _tanh32/_tanh64; called
+    from plain Python it is NumPy's tanh."""
+    return np.tanh(x)
 
 
 @overload(_exp)
@@ -258,8 +260,10 @@ def _sigmoid32(x):
 
 
 def _sigmoid(x):
-    """sigmoid in the dtype of x (dispatch below)."""
-    raise NotImplementedError
+    """sigmoid in the dtype of x. In jitted code the overload below picks _sigmoid32/_sigmoid64;
+    called from plain Python it is the same stable formula in NumPy."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 @overload(_sigmoid)
