@@ -27,6 +27,14 @@ the pointwise step functions ``ln_lstm_cell_forward`` / ``ln_lstm_cell_backward`
 serve the HyperLSTM), weight gradients as one matmul / one reduction over all steps, buffers
 allocated once per sequence.
 
+The sequence functions take the optional ``x_const`` and ``active`` of ``lstm.py`` (see its
+module docstring), with the same meaning: ``x_const`` [B, Dc] is an input repeated at every step
+(x is then [T, B, Dx], the step input concat(x_t, x_const), and x_const @ W_xh[Dx:] is computed
+once; there is no bias, so a = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] + h_prev @ W_hh, the same
+sum as with the concatenated input), and backward then returns dx as (dx_seq, dx_const);
+``active`` (host ints, non-increasing) replaces ``mask`` and computes only the leading rows
+b < active[t] of each step.
+
 ``ln_lstm_backward`` returns fresh gradient arrays (nothing is accumulated into buffers).
 Runs on NumPy or CuPy arrays unchanged.
 """
@@ -36,7 +44,8 @@ import numpy as np
 
 from ..backend import get_xp
 from .linear import glorot_uniform, orthogonal
-from .lstm import FORGET_BIAS, resolve_kernels, sigmoid
+from .lstm import (FORGET_BIAS, check_active, input_projection,
+                   input_projection_backward, resolve_kernels, sigmoid)
 
 LN_EPS = 1e-3  # added to the variance inside the square root (SPEC section 3)
 
@@ -202,7 +211,8 @@ def ln_param_grads(dY, norms, H):
 # ---------------------------------------------------------------------------------------------
 # Sequence forward / backward
 
-def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
+def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=None,
+                    active=None):
     """Run the layer-norm LSTM over a time-major sequence.
 
     Inputs:
@@ -210,6 +220,12 @@ def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
         keep [T, B, H] or None   recurrent-dropout multipliers (0 or 1/keep_prob)
         mask [T, B] or None      1 = real step, 0 = padding (state passes through)
         kernels  step-function namespace (None = reference)
+        x_const [B, Dc] or None  an input repeated at every step: then x is [T, B, Dx] with
+                                 Dx + Dc = D and the input at step t is concat(x_t, x_const);
+                                 its projection x_const @ W_xh[Dx:] is computed once
+        active   None, or a host sequence of T non-increasing ints in [0, B] used instead of
+                 mask: rows b < active[t] run step t, the others are padding (the same as
+                 mask[t, b] = b < active[t]); only the active leading rows are computed
     Returns:
         hs [T, B, H]  (a view into the cache's storage: read it, do not write into it)
         state_T [B, 2H] = [c_T | h_T] (a new array); cache for ``ln_lstm_backward``
@@ -217,28 +233,46 @@ def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
     K = resolve_kernels(kernels)
     xp = get_xp(x)
     W_xh, W_hh = p["W_xh"], p["W_hh"]
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_hh.shape[0]
+    active = check_active(active, T, B, mask)
     dt = xp.result_type(x.dtype, W_xh.dtype)
-    XW = (x.reshape(T * B, D) @ W_xh).reshape(T, B, 4 * H)      # all input projections at once
+    XW = input_projection(x, W_xh, None, x_const)               # all input projections at once
     hs_all = xp.empty((T + 1, B, H), dtype=dt)                  # hs_all[t] is h_prev of step t
     cs_all = xp.empty((T + 1, B, H), dtype=dt)
     cs_all[0] = state0[:, :H]
     hs_all[0] = state0[:, H:]
+    # with active, rows >= active[t] of acts and rstds stay unwritten (nothing reads them); norms
+    # starts at 0 there because the layer-norm parameter gradients reduce over every row
     acts = xp.empty((T, B, 5 * H), dtype=dt)
-    norms = xp.empty((T, B, 5 * H), dtype=dt)
+    norms = (xp.empty if active is None else xp.zeros)((T, B, 5 * H), dtype=dt)
     rstds = xp.empty((T, B, 5), dtype=dt)
     a = xp.empty((B, 4 * H), dtype=dt)
+    ln = (p["ln_gamma"], p["ln_beta"], p["ln_c_gamma"], p["ln_c_beta"])
     for t in range(T):
-        xp.matmul(hs_all[t], W_hh, out=a)
-        a += XW[t]
-        K.ln_lstm_cell_forward(a, cs_all[t], hs_all[t],
-                               None if keep is None else keep[t],
-                               None if mask is None else mask[t],
-                               p["ln_gamma"], p["ln_beta"], p["ln_c_gamma"], p["ln_c_beta"],
-                               cs_all[t + 1], hs_all[t + 1], acts[t], norms[t], rstds[t])
+        keep_t = None if keep is None else keep[t]
+        if active is None:
+            xp.matmul(hs_all[t], W_hh, out=a)
+            a += XW[t]
+            K.ln_lstm_cell_forward(a, cs_all[t], hs_all[t], keep_t,
+                                   None if mask is None else mask[t], *ln,
+                                   cs_all[t + 1], hs_all[t + 1], acts[t], norms[t], rstds[t])
+            continue
+        n = active[t]
+        if n > 0:
+            # the real rows [0, n): leading-row slices of C-contiguous arrays are contiguous
+            xp.matmul(hs_all[t][:n], W_hh, out=a[:n])
+            a[:n] += XW[t][:n]
+            K.ln_lstm_cell_forward(a[:n], cs_all[t][:n], hs_all[t][:n],
+                                   None if keep_t is None else keep_t[:n], None, *ln,
+                                   cs_all[t + 1][:n], hs_all[t + 1][:n], acts[t][:n],
+                                   norms[t][:n], rstds[t][:n])
+        if n < B:
+            # padding rows: the state passes through (what mask 0 does)
+            cs_all[t + 1][n:] = cs_all[t][n:]
+            hs_all[t + 1][n:] = hs_all[t][n:]
     state_T = xp.concatenate([cs_all[T], hs_all[T]], axis=1)
-    cache = (x, p, keep, mask, hs_all, cs_all, acts, norms, rstds, K)
+    cache = (x, x_const, p, keep, mask, active, hs_all, cs_all, acts, norms, rstds, K)
     return hs_all[1:], state_T, cache
 
 
@@ -246,16 +280,19 @@ def ln_lstm_backward(dhs, dstate_T, cache):
     """Gradients of ``ln_lstm_forward`` (fresh arrays, nothing accumulated).
 
     Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H] or None (zeros).
-    Returns: dx [T, B, D]; dstate0 [B, 2H]; grads with the keys of p.
+    Returns: dx; dstate0 [B, 2H]; grads with the keys of p. dx is [T, B, D], or, when the
+    forward had x_const, the pair (dx_seq [T, B, Dx], dx_const [B, Dc]).
     """
-    x, p, keep, mask, hs_all, cs_all, acts, norms, rstds, K = cache
+    x, x_const, p, keep, mask, active, hs_all, cs_all, acts, norms, rstds, K = cache
     xp = get_xp(x)
     W_xh, W_hh = p["W_xh"], p["W_hh"]
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_hh.shape[0]
     dt = hs_all.dtype
-    dA = xp.empty((T, B, 4 * H), dtype=dt)
-    dY = xp.empty((T, B, 5 * H), dtype=dt)
+    # with active, rows >= active[t] of dA and dY stay 0 (padding steps)
+    alloc = xp.empty if active is None else xp.zeros
+    dA = alloc((T, B, 4 * H), dtype=dt)
+    dY = alloc((T, B, 5 * H), dtype=dt)
     dh = xp.empty((B, H), dtype=dt)
     dh_carry = xp.zeros((B, H), dtype=dt)
     dh_pass = xp.empty((B, H), dtype=dt)
@@ -265,24 +302,39 @@ def ln_lstm_backward(dhs, dstate_T, cache):
         dc[...] = dstate_T[:, :H]
         dh_carry[...] = dstate_T[:, H:]
     W_hhT = W_hh.T
+    gamma, gamma_c = p["ln_gamma"], p["ln_c_gamma"]
     for t in range(T - 1, -1, -1):
         if dhs is None:
             dh[...] = dh_carry
         else:
             xp.add(dhs[t], dh_carry, out=dh)
-        K.ln_lstm_cell_backward(dh, dc, cs_all[t], None if keep is None else keep[t],
-                                None if mask is None else mask[t], p["ln_gamma"],
-                                p["ln_c_gamma"], acts[t], norms[t], rstds[t],
-                                dA[t], dY[t], dc_prev, dh_pass)
-        # forward was: a = h_prev @ W_hh + XW[t] (plus the pass-through at padding steps)
-        xp.matmul(dA[t], W_hhT, out=dh_carry)
-        dh_carry += dh_pass
+        keep_t = None if keep is None else keep[t]
+        if active is None:
+            K.ln_lstm_cell_backward(dh, dc, cs_all[t], keep_t,
+                                    None if mask is None else mask[t], gamma, gamma_c,
+                                    acts[t], norms[t], rstds[t], dA[t], dY[t], dc_prev, dh_pass)
+            # forward was: a = h_prev @ W_hh + XW[t] (plus the pass-through at padding steps)
+            xp.matmul(dA[t], W_hhT, out=dh_carry)
+            dh_carry += dh_pass
+        else:
+            n = active[t]
+            if n > 0:
+                K.ln_lstm_cell_backward(dh[:n], dc[:n], cs_all[t][:n],
+                                        None if keep_t is None else keep_t[:n], None, gamma,
+                                        gamma_c, acts[t][:n], norms[t][:n], rstds[t][:n],
+                                        dA[t][:n], dY[t][:n], dc_prev[:n], dh_pass[:n])
+                # forward was: a[:n] = h_prev[:n] @ W_hh + XW[t][:n] (dh_pass[:n] is 0)
+                xp.matmul(dA[t][:n], W_hhT, out=dh_carry[:n])
+            if n < B:
+                # forward was: c_out, h_out = c_prev, h_prev on the padding rows
+                dc_prev[n:] = dc[n:]
+                dh_carry[n:] = dh[n:]
         dc, dc_prev = dc_prev, dc
+    dx, dW_xh, _ = input_projection_backward(dA, x, W_xh, x_const)
     dA2 = dA.reshape(T * B, 4 * H)
-    dx = (dA2 @ W_xh.T).reshape(T, B, D)
     dg, db, dgc, dbc = ln_param_grads(dY, norms, H)
     grads = {
-        "W_xh": x.reshape(T * B, D).T @ dA2,
+        "W_xh": dW_xh,
         "W_hh": hs_all[:T].reshape(T * B, H).T @ dA2,
         "ln_gamma": dg, "ln_beta": db, "ln_c_gamma": dgc, "ln_c_beta": dbc,
     }

@@ -26,6 +26,18 @@ How the work is laid out (the Numba and CuPy kernel sets keep this shape):
     * weight gradients are ONE matmul each over all steps (H_prev.reshape(T*B, H).T @ dA...);
     * every per-step buffer is allocated once per sequence.
 
+Two optional arguments of the sequence functions (here and in ``layer_norm_lstm.py``) skip work
+without changing the math; calls without them are unchanged:
+    * ``x_const`` [B, Dc]: an input that is the same at every step (sketch-rnn's decoder feeds
+      [S_{i-1}, z]). Then x is [T, B, Dx], the cell's input at step t is concat(x_t, x_const)
+      with Dx + Dc = D, and x_const @ W_xh[Dx:] is computed once instead of T times. Backward
+      then returns dx as the pair (dx_seq [T, B, Dx], dx_const [B, Dc]).
+    * ``active``: a host sequence of T non-increasing ints (the batch sorted by length, longest
+      first) in place of ``mask``: rows [0, active[t]) run step t, rows [active[t], B) are
+      padding (as mask[t, b] = b < active[t]). Only the leading rows are computed (recurrent
+      matmul and step kernel on contiguous prefix slices); the padding rows' state and
+      gradients are copied through.
+
 ``lstm_backward`` returns fresh gradient arrays (nothing is accumulated into buffers).
 Everything runs on NumPy or CuPy arrays unchanged: the array module comes from the inputs.
 """
@@ -61,6 +73,83 @@ def resolve_kernels(kernels):
         return kernels
     from ..kernels.reference import kernel_set  # late import: kernels/reference imports layers
     return kernel_set()
+
+
+def check_active(active, T: int, B: int, mask=None):
+    """Validate the ``active`` argument of a sequence function; returns a tuple of T Python ints
+    (or None for None).
+
+    active: a host sequence (list, tuple, range or NumPy integer array, never a device array) of T
+    ints with B >= active[0] >= active[1] >= ... >= 0. Raises ValueError when it has the wrong
+    length, is not non-increasing, is out of range, holds non-integers, or when ``mask`` is
+    given too (they say the same thing two ways); TypeError for a device (CuPy) array."""
+    if active is None:
+        return None
+    if mask is not None:
+        raise ValueError("give either mask or active, not both")
+    if hasattr(active, "__cuda_array_interface__"):
+        raise TypeError("active must be a host sequence of ints (list, tuple or NumPy array), "
+                        "not a device array: its values steer the Python loop over steps")
+    arr = np.asarray(active)
+    if arr.ndim != 1 or arr.shape[0] != T:
+        raise ValueError(f"active must hold one int per step: expected length {T}, "
+                         f"got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ValueError(f"active must hold integers, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() > B):
+        raise ValueError(f"active entries must lie in [0, {B}] (the batch size), "
+                         f"got min {arr.min()} and max {arr.max()}")
+    if arr.size > 1 and np.any(arr[1:] > arr[:-1]):
+        raise ValueError("active must be non-increasing (sort the batch by length, longest "
+                         "first)")
+    return tuple(int(n) for n in arr)
+
+
+def input_projection(x, W_xh, b=None, x_const=None):
+    """All steps' input projections [T, B, 4H] at once: x @ W_xh (+ b).
+
+    x [T, B, D] and W_xh [D, 4H]; or, with x_const [B, Dc], x [T, B, Dx] (Dx + Dc = D) and the
+    input at every step concat(x_t, x_const): x @ W_xh[:Dx] + (x_const @ W_xh[Dx:] + b), whose
+    second term is computed once for all steps. b [4H] or None (no bias)."""
+    T, B, Dx = x.shape
+    if x_const is None:
+        XW = (x.reshape(T * B, Dx) @ W_xh).reshape(T, B, W_xh.shape[1])
+        if b is not None:
+            XW += b
+        return XW
+    if x_const.ndim != 2 or x_const.shape[0] != B or Dx + x_const.shape[1] != W_xh.shape[0]:
+        raise ValueError(f"x_const must be [B, D - Dx] = [{B}, {W_xh.shape[0] - Dx}], "
+                         f"got {tuple(x_const.shape)}")
+    XW = (x.reshape(T * B, Dx) @ W_xh[:Dx]).reshape(T, B, W_xh.shape[1])
+    cw = x_const @ W_xh[Dx:]
+    if b is not None:
+        cw += b
+    XW += cw[None]
+    return XW
+
+
+def input_projection_backward(dA, x, W_xh, x_const=None):
+    """Backward of ``input_projection`` given dA [T, B, 4H], the gradient w.r.t. its output.
+
+    Returns (dx, dW_xh [D, 4H], dA_sum): without x_const dx [T, B, D] and dA_sum None; with it
+    dx = (dx_seq [T, B, Dx], dx_const [B, Dc]) and dA_sum = dA summed over steps [B, 4H] (what
+    the bias gradient needs)."""
+    xp = get_xp(dA)
+    T, B, Dx = x.shape
+    G = dA.shape[2]
+    dA2 = dA.reshape(T * B, G)
+    if x_const is None:
+        # forward was: XW = X @ W_xh, one matmul over all steps
+        return (dA2 @ W_xh.T).reshape(T, B, Dx), x.reshape(T * B, Dx).T @ dA2, None
+    # forward was: XW[t] = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] at every step t, so the
+    # constant part's gradients see dA summed over the steps
+    dA_sum = dA.sum(axis=0)
+    dx_seq = (dA2 @ W_xh[:Dx].T).reshape(T, B, Dx)
+    dx_const = dA_sum @ W_xh[Dx:].T
+    dW = xp.empty(W_xh.shape, dtype=xp.result_type(x.dtype, x_const.dtype, dA.dtype))
+    xp.matmul(x.reshape(T * B, Dx).T, dA2, out=dW[:Dx])
+    xp.matmul(x_const.T, dA_sum, out=dW[Dx:])
+    return (dx_seq, dx_const), dW, dA_sum
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +259,7 @@ def lstm_cell_backward(dh_t, dc_t, c_prev, act_t, keep_t, mask_t, da_out, dc_pre
 # ---------------------------------------------------------------------------------------------
 # Sequence forward / backward
 
-def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
+def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=None, active=None):
     """Run the LSTM over a time-major sequence.
 
     Inputs:
@@ -178,6 +267,12 @@ def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
         keep [T, B, H] or None   recurrent-dropout multipliers (0 or 1/keep_prob)
         mask [T, B] or None      1 = real step, 0 = padding (state passes through)
         kernels  step-function namespace (None = reference)
+        x_const [B, Dc] or None  an input repeated at every step: then x is [T, B, Dx] with
+                                 Dx + Dc = D and the input at step t is concat(x_t, x_const);
+                                 its projection x_const @ W_xh[Dx:] is computed once
+        active   None, or a host sequence of T non-increasing ints in [0, B] used instead of
+                 mask: rows b < active[t] run step t, the others are padding (the same as
+                 mask[t, b] = b < active[t]); only the active leading rows are computed
     Returns:
         hs [T, B, H]     h after every step (at a padding step: the carried h). A view into the
                          cache's storage: read it, do not write into it.
@@ -187,25 +282,38 @@ def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
     K = resolve_kernels(kernels)
     xp = get_xp(x)
     W_xh, W_hh, b = p["W_xh"], p["W_hh"], p["b"]
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_hh.shape[0]
+    active = check_active(active, T, B, mask)
     dt = xp.result_type(x.dtype, W_xh.dtype)
-    # all steps' input projections as one matmul
-    XW = (x.reshape(T * B, D) @ W_xh).reshape(T, B, 4 * H)
-    XW += b
+    XW = input_projection(x, W_xh, b, x_const)    # all steps' input projections at once
     hs_all = xp.empty((T + 1, B, H), dtype=dt)   # hs_all[t] is h_prev of step t
     cs_all = xp.empty((T + 1, B, H), dtype=dt)
     cs_all[0] = state0[:, :H]
     hs_all[0] = state0[:, H:]
-    acts = xp.empty((T, B, 5 * H), dtype=dt)
+    acts = xp.empty((T, B, 5 * H), dtype=dt)     # with active: rows >= active[t] stay unwritten
     hh = xp.empty((B, 4 * H), dtype=dt)
     for t in range(T):
-        xp.matmul(hs_all[t], W_hh, out=hh)
-        K.lstm_cell_forward(XW[t], hh, cs_all[t], hs_all[t],
-                            None if keep is None else keep[t], None if mask is None else mask[t],
-                            cs_all[t + 1], hs_all[t + 1], acts[t])
+        keep_t = None if keep is None else keep[t]
+        if active is None:
+            xp.matmul(hs_all[t], W_hh, out=hh)
+            K.lstm_cell_forward(XW[t], hh, cs_all[t], hs_all[t], keep_t,
+                                None if mask is None else mask[t],
+                                cs_all[t + 1], hs_all[t + 1], acts[t])
+            continue
+        n = active[t]
+        if n > 0:
+            # the real rows [0, n): leading-row slices of C-contiguous arrays are contiguous
+            xp.matmul(hs_all[t][:n], W_hh, out=hh[:n])
+            K.lstm_cell_forward(XW[t][:n], hh[:n], cs_all[t][:n], hs_all[t][:n],
+                                None if keep_t is None else keep_t[:n], None,
+                                cs_all[t + 1][:n], hs_all[t + 1][:n], acts[t][:n])
+        if n < B:
+            # padding rows: the state passes through (what mask 0 does)
+            cs_all[t + 1][n:] = cs_all[t][n:]
+            hs_all[t + 1][n:] = hs_all[t][n:]
     state_T = xp.concatenate([cs_all[T], hs_all[T]], axis=1)
-    cache = (x, p, keep, mask, hs_all, cs_all, acts, K)
+    cache = (x, x_const, p, keep, mask, active, hs_all, cs_all, acts, K)
     return hs_all[1:], state_T, cache
 
 
@@ -216,15 +324,18 @@ def lstm_backward(dhs, dstate_T, cache):
         dhs [T, B, H] or None   gradient w.r.t. hs (None = zeros)
         dstate_T [B, 2H] or None   gradient w.r.t. state_T (None = zeros)
     Returns:
-        dx [T, B, D]; dstate0 [B, 2H]; grads {"W_xh", "W_hh", "b"} shaped like the params.
+        dx; dstate0 [B, 2H]; grads {"W_xh", "W_hh", "b"} shaped like the params.
+        dx is [T, B, D], or, when the forward had x_const, the pair
+        (dx_seq [T, B, Dx], dx_const [B, Dc]).
     """
-    x, p, keep, mask, hs_all, cs_all, acts, K = cache
+    x, x_const, p, keep, mask, active, hs_all, cs_all, acts, K = cache
     xp = get_xp(x)
     W_xh, W_hh = p["W_xh"], p["W_hh"]
-    T, B, D = x.shape
+    T, B, _ = x.shape
     H = W_hh.shape[0]
     dt = hs_all.dtype
-    dA = xp.empty((T, B, 4 * H), dtype=dt)          # gradient w.r.t. a at every step
+    # gradient w.r.t. a at every step; with active, rows >= active[t] stay 0
+    dA = xp.empty((T, B, 4 * H), dtype=dt) if active is None else xp.zeros((T, B, 4 * H), dt)
     dh = xp.empty((B, H), dtype=dt)                 # total gradient w.r.t. h_out of step t
     dh_carry = xp.zeros((B, H), dtype=dt)           # gradient w.r.t. h_prev of step t+1
     dh_pass = xp.empty((B, H), dtype=dt)
@@ -239,20 +350,33 @@ def lstm_backward(dhs, dstate_T, cache):
             dh[...] = dh_carry
         else:
             xp.add(dhs[t], dh_carry, out=dh)
-        K.lstm_cell_backward(dh, dc, cs_all[t], acts[t],
-                             None if keep is None else keep[t], None if mask is None else mask[t],
-                             dA[t], dc_prev, dh_pass)
-        # forward was: hh = h_prev @ W_hh (plus the pass-through at padding steps)
-        xp.matmul(dA[t], W_hhT, out=dh_carry)
-        dh_carry += dh_pass
+        keep_t = None if keep is None else keep[t]
+        if active is None:
+            K.lstm_cell_backward(dh, dc, cs_all[t], acts[t], keep_t,
+                                 None if mask is None else mask[t], dA[t], dc_prev, dh_pass)
+            # forward was: hh = h_prev @ W_hh (plus the pass-through at padding steps)
+            xp.matmul(dA[t], W_hhT, out=dh_carry)
+            dh_carry += dh_pass
+        else:
+            n = active[t]
+            if n > 0:
+                K.lstm_cell_backward(dh[:n], dc[:n], cs_all[t][:n], acts[t][:n],
+                                     None if keep_t is None else keep_t[:n], None, dA[t][:n],
+                                     dc_prev[:n], dh_pass[:n])
+                # forward was: hh[:n] = h_prev[:n] @ W_hh (dh_pass[:n] is 0: real steps)
+                xp.matmul(dA[t][:n], W_hhT, out=dh_carry[:n])
+            if n < B:
+                # forward was: c_out, h_out = c_prev, h_prev on the padding rows
+                dc_prev[n:] = dc[n:]
+                dh_carry[n:] = dh[n:]
         dc, dc_prev = dc_prev, dc
     # forward was: XW = X @ W_xh + b, and hh_t = h_prev_t @ W_hh: one matmul each over all steps
+    dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const)
     dA2 = dA.reshape(T * B, 4 * H)
-    dx = (dA2 @ W_xh.T).reshape(T, B, D)
     grads = {
-        "W_xh": x.reshape(T * B, D).T @ dA2,
+        "W_xh": dW_xh,
         "W_hh": hs_all[:T].reshape(T * B, H).T @ dA2,
-        "b": dA2.sum(axis=0),
+        "b": dA2.sum(axis=0) if dA_sum is None else dA_sum.sum(axis=0),
     }
     dstate0 = xp.concatenate([dc, dh_carry], axis=1)
     return dx, dstate0, grads
