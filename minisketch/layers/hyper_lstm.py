@@ -40,6 +40,27 @@ h_hat_prev @ hyper_W_hh, the embedding and scale matmuls) and the pointwise step
 backward twins, dispatched through ``kernels``; weight gradients one matmul (or one batched
 matmul / reduction) each over all steps; buffers allocated once per sequence.
 
+Saved per-step arrays are [B, ...] slices of per-sequence [T, B, ...] arrays, except alpha: its
+step t is one flat run of 8 B H values holding the step's [8, n, H] scales (n = B without
+``active``), so that the scales of a leading-row prefix are contiguous too. The backward keeps the
+per-step gradient w.r.t. alpha as dALPHA [8, T, B, H], the layout of the W_alpha gradient's one
+batched matmul ([8, E, T B] @ [8, T B, H]: the reshape is free), filled step by step from a
+contiguous [8, n, H] kernel output.
+
+Two optional arguments of ``hyper_lstm_forward`` skip work without changing the math (the
+backward reads them from the cache); calls without them are unchanged:
+    * ``x_const`` [B, Dc]: an input that is the same at every step (sketch-rnn's decoder reads
+      [S_{i-1}, z]). Then x is [T, B, Dx] with Dx + Dc = D, the input at step t is
+      concat(x_t, x_const), and both projections of the input (x @ W_xh and the hyper cell's
+      x @ hyper_W_xh[:D]) project x_const once per sequence and add it to every step's projection.
+      ``hyper_lstm_backward`` then returns dx as the pair (dx_seq [T, B, Dx], dx_const [B, Dc]).
+    * ``active``: a host sequence (list, tuple, range or NumPy integer array; never a device
+      array) of T non-increasing ints in [0, B], used instead of ``mask``: rows b < active[t] run
+      step t, the others are padding steps, exactly as mask[t, b] = (b < active[t]). Only the
+      leading rows are computed: every per-step matmul and step function works on contiguous
+      [:n] prefix slices; the padding rows' state (h, h_hat, c, c_hat) and its gradient are
+      copied through; a step with n = 0 does no work.
+
 ``hyper_lstm_backward`` returns fresh gradient arrays (nothing is accumulated into buffers).
 Runs on NumPy or CuPy arrays unchanged.
 """
@@ -188,16 +209,76 @@ def _step_forward(K, p, xw_t, hx_t, h_prev, hhat_prev, c_prev, chat_prev, keep_t
 
 
 # ---------------------------------------------------------------------------------------------
+# Options of the sequence functions: a constant input part and leading-row padding
+
+def _check_active(active, T: int, B: int, mask):
+    """Validate ``active`` (module docstring); returns a tuple of T Python ints, or None.
+
+    Raises ValueError when ``mask`` is given too, when active has the wrong length, holds
+    non-integers, leaves [0, B] or increases; TypeError for a device (CuPy) array."""
+    if active is None:
+        return None
+    if mask is not None:
+        raise ValueError("give either mask or active, not both (they say the same thing)")
+    if hasattr(active, "__cuda_array_interface__"):
+        raise TypeError("active must be a host sequence of ints (list, tuple or NumPy array), "
+                        "not a device array: its values steer the Python loop over steps")
+    arr = np.asarray(active)
+    if arr.ndim != 1 or arr.shape[0] != T:
+        raise ValueError(f"active must hold one int per step: expected length {T}, "
+                         f"got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ValueError(f"active must hold integers, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() > B):
+        raise ValueError(f"active entries must lie in [0, {B}] (the batch size), "
+                         f"got min {arr.min()} and max {arr.max()}")
+    if arr.size > 1 and np.any(arr[1:] > arr[:-1]):
+        raise ValueError("active must be non-increasing (sort the batch by length, longest "
+                         "first)")
+    return tuple(int(n) for n in arr)
+
+
+def _check_x_const(x_const, B: int, Dx: int, D: int):
+    """x_const must be [B, D - Dx] (D: the input size of the parameters)."""
+    if x_const is None:
+        if Dx != D:
+            raise ValueError(f"x has {Dx} features per step but the parameters read {D}")
+        return
+    if x_const.ndim != 2 or x_const.shape[0] != B or Dx + x_const.shape[1] != D:
+        raise ValueError(f"x_const must be [B, D - Dx] = [{B}, {D - Dx}], "
+                         f"got {tuple(x_const.shape)}")
+
+
+def _project(x, x_const, W):
+    """All steps' projections [T, B, G] of the inputs by W [D, G]: x @ W, or with x_const
+    x @ W[:Dx] + (x_const @ W[Dx:])[None] (the constant part projected once)."""
+    T, B, Dx = x.shape
+    x2 = x.reshape(T * B, Dx)
+    if x_const is None:
+        return (x2 @ W).reshape(T, B, W.shape[1])
+    XW = (x2 @ W[:Dx]).reshape(T, B, W.shape[1])
+    XW += (x_const @ W[Dx:])[None]
+    return XW
+
+
+# ---------------------------------------------------------------------------------------------
 # Sequence forward / backward
 
-def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
+def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=None,
+                       active=None):
     """Run the HyperLSTM over a time-major sequence.
 
     Inputs:
-        x [T, B, D]; state0 [B, 2H + 2Hh] = [h | h_hat | c | c_hat]; p (module docstring)
+        x [T, B, D] (with x_const: [T, B, Dx]); state0 [B, 2H + 2Hh] = [h | h_hat | c | c_hat];
+        p (module docstring)
         keep [T, B, H] or None   recurrent-dropout multipliers of the main cell's candidate
         mask [T, B] or None      1 = real step, 0 = padding (both cells pass their state through)
         kernels  step-function namespace (None = reference)
+        x_const [B, Dc] or None  the input part repeated at every step: the cell's input at step
+                                 t is concat(x_t, x_const), Dx + Dc = D; projected once
+        active   None, or a host sequence of T non-increasing ints in [0, B] used instead of
+                 mask (not with it): rows b < active[t] run step t, the others are padding
+                 (the same numbers as mask[t, b] = b < active[t]); only those rows are computed
     Returns:
         hs [T, B, H]  the main cell's h (a view into the cache's storage: do not write into it)
         state_T [B, 2H + 2Hh] (a new array); cache for ``hyper_lstm_backward``
@@ -205,31 +286,53 @@ def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
     K = resolve_kernels(kernels)
     xp = get_xp(x)
     D, H, Hh, E = _sizes(p)
-    T, B, _ = x.shape
-    dt = xp.result_type(x.dtype, p["W_xh"].dtype)
-    x2 = x.reshape(T * B, D)
-    XW = (x2 @ p["W_xh"]).reshape(T, B, 4 * H)                 # all steps at once
-    HX = (x2 @ p["hyper_W_xh"][:D]).reshape(T, B, 4 * Hh)       # hyper cell's x part, all steps
+    T, B, Dx = x.shape
+    _check_x_const(x_const, B, Dx, D)
+    active = _check_active(active, T, B, mask)
+    dts = (x.dtype, p["W_xh"].dtype) + (() if x_const is None else (x_const.dtype,))
+    dt = xp.result_type(*dts)
+    XW = _project(x, x_const, p["W_xh"])                # all steps at once
+    HX = _project(x, x_const, p["hyper_W_xh"][:D])      # hyper cell's input part, all steps
     h0, hh0, c0, ch0 = hyper_lstm_split_state(state0, H, Hh)
     st = SimpleNamespace(   # st.h[t] is the h entering step t; st.h[1:] are the outputs
         h=xp.empty((T + 1, B, H), dt), hhat=xp.empty((T + 1, B, Hh), dt),
         c=xp.empty((T + 1, B, H), dt), chat=xp.empty((T + 1, B, Hh), dt))
     st.h[0], st.hhat[0], st.c[0], st.chat[0] = h0, hh0, c0, ch0
-    sv = SimpleNamespace(   # saved for backward, one slice per step
+    # saved for backward, one slice per step. With active, the rows >= active[t] of the arrays
+    # that the all-steps weight-gradient products read (norms, zw, zb) are zeros (their
+    # gradients there are 0, and 0 * uninitialized memory could be nan); the others' stay unread
+    zeros = xp.empty if active is None else xp.zeros
+    sv = SimpleNamespace(
         hh=xp.empty((T, B, 4 * H), dt), hact=xp.empty((T, B, 5 * Hh), dt),
-        hnorm=xp.empty((T, B, 5 * Hh), dt), hrstd=xp.empty((T, B, 5), dt),
-        zw=xp.empty((T, B, 8 * E), dt), alpha=xp.empty((T, 8, B, H), dt),
-        zb=xp.empty((T, B, 4 * E), dt), act=xp.empty((T, B, 5 * H), dt),
-        norm=xp.empty((T, B, 5 * H), dt), rstd=xp.empty((T, B, 5), dt))
-    scratch = _step_buffers(xp, B, H, Hh, E, dt)
+        hnorm=zeros((T, B, 5 * Hh), dt), hrstd=xp.empty((T, B, 5), dt),
+        zw=zeros((T, B, 8 * E), dt), zb=zeros((T, B, 4 * E), dt),
+        alpha=xp.empty((T, 8 * B * H), dt),      # step t: [8, n, H] in its first 8 n H entries
+        act=xp.empty((T, B, 5 * H), dt), norm=zeros((T, B, 5 * H), dt),
+        rstd=xp.empty((T, B, 5), dt))
+    scratch = SimpleNamespace(ha=xp.empty((B, 4 * Hh), dt), tmp=xp.empty((B, 4 * Hh), dt),
+                              a=xp.empty((B, 4 * H), dt), beta=xp.empty(4 * B * H, dt))
+    rows = ("hh", "hact", "hnorm", "hrstd", "zw", "zb", "act", "norm", "rstd")
     for t in range(T):
-        buf = SimpleNamespace(ha=scratch.ha, tmp=scratch.tmp, beta=scratch.beta, a=scratch.a,
-                              **{k: getattr(sv, k)[t] for k in vars(sv)})
-        _step_forward(K, p, XW[t], HX[t], st.h[t], st.hhat[t], st.c[t], st.chat[t],
-                      None if keep is None else keep[t], None if mask is None else mask[t],
-                      st.h[t + 1], st.hhat[t + 1], st.c[t + 1], st.chat[t + 1], buf)
+        n = B if active is None else active[t]
+        if n < B:
+            # padding rows (active only): the state passes through, as mask 0 does
+            for s in (st.h, st.hhat, st.c, st.chat):
+                s[t + 1][n:] = s[t][n:]
+        if n == 0:
+            continue
+        # the n leading rows (all B without active): leading-row slices of C-contiguous
+        # per-step arrays are contiguous, and alpha / beta are packed as [8 | 4, n, H]
+        buf = SimpleNamespace(
+            ha=scratch.ha[:n], tmp=scratch.tmp[:n], a=scratch.a[:n],
+            beta=scratch.beta[:4 * n * H].reshape(4, n, H),
+            alpha=sv.alpha[t, :8 * n * H].reshape(8, n, H),
+            **{k: getattr(sv, k)[t][:n] for k in rows})
+        _step_forward(K, p, XW[t][:n], HX[t][:n], st.h[t][:n], st.hhat[t][:n], st.c[t][:n],
+                      st.chat[t][:n], None if keep is None else keep[t][:n],
+                      None if mask is None else mask[t], st.h[t + 1][:n], st.hhat[t + 1][:n],
+                      st.c[t + 1][:n], st.chat[t + 1][:n], buf)
     state_T = xp.concatenate([st.h[T], st.hhat[T], st.c[T], st.chat[T]], axis=1)
-    cache = (x, p, keep, mask, XW, st, sv, K)
+    cache = (x, x_const, p, keep, mask, active, XW, st, sv, K)
     return st.h[1:], state_T, cache
 
 
@@ -237,88 +340,133 @@ def hyper_lstm_backward(dhs, dstate_T, cache):
     """Gradients of ``hyper_lstm_forward`` (fresh arrays, nothing accumulated).
 
     Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H + 2Hh] or None (zeros).
-    Returns: dx [T, B, D]; dstate0 [B, 2H + 2Hh]; grads with the keys of p.
+    Returns: dx; dstate0 [B, 2H + 2Hh]; grads with the keys of p.
+        dx is [T, B, D], or, when the forward had x_const, the pair
+        (dx_seq [T, B, Dx], dx_const [B, Dc]) (dx_const sums the gradient over all steps).
     """
-    x, p, keep, mask, XW, st, sv, K = cache
+    x, x_const, p, keep, mask, active, XW, st, sv, K = cache
     xp = get_xp(x)
     D, H, Hh, E = _sizes(p)
-    T, B, _ = x.shape
+    T, B, Dx = x.shape
     dt = st.h.dtype
-    # per-step gradients kept for the all-steps weight-gradient matmuls
-    dA = xp.empty((T, B, 4 * H), dt)        # w.r.t. the main cell's pre-activations a
-    dY = xp.empty((T, B, 5 * H), dt)        # w.r.t. the main cell's layer-norm outputs
-    dXW = xp.empty((T, B, 4 * H), dt)       # w.r.t. x_t @ W_xh
-    dHH = xp.empty((T, B, 4 * H), dt)       # w.r.t. h_prev @ W_hh
-    dALPHA = xp.empty((T, 8, B, H), dt)
-    dZW = xp.empty((T, B, 8 * E), dt)
-    dZB = xp.empty((T, B, 4 * E), dt)
-    dHA = xp.empty((T, B, 4 * Hh), dt)      # w.r.t. the hyper cell's pre-activations
-    dHY = xp.empty((T, B, 5 * Hh), dt)
+    # per-step gradients kept for the all-steps weight-gradient matmuls (with active, the rows
+    # >= active[t] stay 0, as at mask-0 steps)
+    zeros = xp.empty if active is None else xp.zeros
+    dA = zeros((T, B, 4 * H), dt)           # w.r.t. the main cell's pre-activations a
+    dY = zeros((T, B, 5 * H), dt)           # w.r.t. the main cell's layer-norm outputs
+    dXW = zeros((T, B, 4 * H), dt)          # w.r.t. x_t @ W_xh
+    dHH = zeros((T, B, 4 * H), dt)          # w.r.t. h_prev @ W_hh
+    dALPHA = zeros((8, T, B, H), dt)        # w.r.t. alpha: the W_alpha product's layout
+    dZW = zeros((T, B, 8 * E), dt)
+    dZB = zeros((T, B, 4 * E), dt)
+    dHA = zeros((T, B, 4 * Hh), dt)         # w.r.t. the hyper cell's pre-activations
+    dHY = zeros((T, B, 5 * Hh), dt)
     # carried state gradients (w.r.t. the state leaving step t) and scratch
     dh_carry, dhh_carry = xp.zeros((B, H), dt), xp.zeros((B, Hh), dt)
     dc, dchat = xp.zeros((B, H), dt), xp.zeros((B, Hh), dt)
     dc_prev, dchat_prev = xp.empty((B, H), dt), xp.empty((B, Hh), dt)
     dh, dhhat = xp.empty((B, H), dt), xp.empty((B, Hh), dt)
     dh_pass, dhh_pass = xp.empty((B, H), dt), xp.empty((B, Hh), dt)
-    dzw8, dzb4 = xp.empty((8, B, E), dt), xp.empty((4, B, E), dt)
     tmp_h, tmp_hh = xp.empty((B, H), dt), xp.empty((B, Hh), dt)
+    # flat per-step scratch: step t's [8 | 4, n, H | E] arrays in their first entries
+    dalpha_s, dzw8_s, dzb4_s = (xp.empty(8 * B * H, dt), xp.empty(8 * B * E, dt),
+                                xp.empty(4 * B * E, dt))
     if dstate_T is not None:
         parts = hyper_lstm_split_state(dstate_T, H, Hh)
         dh_carry[...], dhh_carry[...], dc[...], dchat[...] = parts
     W_hhT, W_zwT, W_zbT = p["W_hh"].T, p["W_zw"].T, p["W_zb"].T
-    W_alphaT, W_betaT = p["W_alpha"].transpose(0, 2, 1), p["W_beta"].transpose(0, 2, 1)
-    hW_xT, hW_hT, hW_hhT = p["hyper_W_xh"][:D].T, p["hyper_W_xh"][D:].T, p["hyper_W_hh"].T
+    # contiguous once per sequence (CuPy's batched matmul would copy them at every step)
+    W_alphaT = xp.ascontiguousarray(p["W_alpha"].transpose(0, 2, 1))
+    W_betaT = xp.ascontiguousarray(p["W_beta"].transpose(0, 2, 1))
+    hW_hT, hW_hhT = p["hyper_W_xh"][D:].T, p["hyper_W_hh"].T
     for t in range(T - 1, -1, -1):
-        keep_t = None if keep is None else keep[t]
-        mask_t = None if mask is None else mask[t]
+        n = B if active is None else active[t]
         if dhs is None:
             dh[...] = dh_carry
         else:
             xp.add(dhs[t], dh_carry, out=dh)
+        if n < B:
+            # padding rows (active only); forward was: every state part passes through, so its
+            # gradient does too (dhh_carry[n:] stays as it is)
+            dc_prev[n:] = dc[n:]
+            dchat_prev[n:] = dchat[n:]
+            dh_carry[n:] = dh[n:]
+        if n == 0:
+            dc, dc_prev = dc_prev, dc
+            dchat, dchat_prev = dchat_prev, dchat
+            continue
+        # the n leading rows (all B without active): contiguous prefix slices
+        keep_t = None if keep is None else keep[t][:n]
+        mask_t = None if mask is None else mask[t]
+        dA_t, dXW_t, dHH_t, dZW_t, dZB_t, dHA_t = (
+            a[t][:n] for a in (dA, dXW, dHH, dZW, dZB, dHA))
+        dalpha = dalpha_s[:8 * n * H].reshape(8, n, H)
+        dzw8 = dzw8_s[:8 * n * E].reshape(8, n, E)
+        dzb4 = dzb4_s[:4 * n * E].reshape(4, n, E)
+        dhc, dhhc, dhhat_n = dh_carry[:n], dhh_carry[:n], dhhat[:n]
         # main cell (forward was: ln_lstm_cell_forward(a, c_prev, h_prev, ...))
-        K.ln_lstm_cell_backward(dh, dc, st.c[t], keep_t, mask_t, p["ln_gamma"], p["ln_c_gamma"],
-                                sv.act[t], sv.norm[t], sv.rstd[t], dA[t], dY[t], dc_prev, dh_pass)
+        K.ln_lstm_cell_backward(dh[:n], dc[:n], st.c[t][:n], keep_t, mask_t, p["ln_gamma"],
+                                p["ln_c_gamma"], sv.act[t][:n], sv.norm[t][:n], sv.rstd[t][:n],
+                                dA_t, dY[t][:n], dc_prev[:n], dh_pass[:n])
         # forward was: a = hyper_modulate(xw, hh, alpha, beta, b)
-        K.hyper_modulate_backward(dA[t], XW[t], sv.hh[t], sv.alpha[t], dXW[t], dHH[t], dALPHA[t])
-        # forward was: alpha = zw (as [8, B, E]) @ W_alpha; beta = zb (as [4, B, E]) @ W_beta,
+        K.hyper_modulate_backward(dA_t, XW[t][:n], sv.hh[t][:n],
+                                  sv.alpha[t, :8 * n * H].reshape(8, n, H), dXW_t, dHH_t, dalpha)
+        dALPHA[:, t, :n] = dalpha
+        # forward was: alpha = zw (as [8, n, E]) @ W_alpha; beta = zb (as [4, n, E]) @ W_beta,
         # and beta_k is added to a_k, so dbeta = da block by block
-        xp.matmul(dALPHA[t], W_alphaT, out=dzw8)
-        dZW[t] = dzw8.transpose(1, 0, 2).reshape(B, 8 * E)
-        xp.matmul(dA[t].reshape(B, 4, H).transpose(1, 0, 2), W_betaT, out=dzb4)
-        dZB[t] = dzb4.transpose(1, 0, 2).reshape(B, 4 * E)
+        xp.matmul(dalpha, W_alphaT, out=dzw8)
+        dZW_t.reshape(n, 8, E).transpose(1, 0, 2)[...] = dzw8
+        xp.matmul(dA_t.reshape(n, 4, H).transpose(1, 0, 2), W_betaT, out=dzb4)
+        dZB_t.reshape(n, 4, E).transpose(1, 0, 2)[...] = dzb4
         # forward was: zw = h_hat @ W_zw + b_zw, zb = h_hat @ W_zb (h_hat leaves this step)
-        xp.matmul(dZW[t], W_zwT, out=dhhat)
-        dhhat += dhh_carry
-        xp.matmul(dZB[t], W_zbT, out=tmp_hh)
-        dhhat += tmp_hh
+        xp.matmul(dZW_t, W_zwT, out=dhhat_n)
+        dhhat_n += dhhc
+        xp.matmul(dZB_t, W_zbT, out=tmp_hh[:n])
+        dhhat_n += tmp_hh[:n]
         # hyper cell (forward was: ln_lstm_cell_forward(a_hat, c_hat_prev, h_hat_prev, ...))
-        K.ln_lstm_cell_backward(dhhat, dchat, st.chat[t], None, mask_t, p["hyper_ln_gamma"],
-                                p["hyper_ln_c_gamma"], sv.hact[t], sv.hnorm[t], sv.hrstd[t],
-                                dHA[t], dHY[t], dchat_prev, dhh_pass)
+        K.ln_lstm_cell_backward(dhhat_n, dchat[:n], st.chat[t][:n], None, mask_t,
+                                p["hyper_ln_gamma"], p["hyper_ln_c_gamma"], sv.hact[t][:n],
+                                sv.hnorm[t][:n], sv.hrstd[t][:n], dHA_t, dHY[t][:n],
+                                dchat_prev[:n], dhh_pass[:n])
         # forward was: a_hat = hx + h_prev @ hyper_W_xh[D:] + h_hat_prev @ hyper_W_hh and
-        # hh = h_prev @ W_hh (plus the pass-throughs at padding steps)
-        xp.matmul(dHH[t], W_hhT, out=dh_carry)
-        xp.matmul(dHA[t], hW_hT, out=tmp_h)
-        dh_carry += tmp_h
-        dh_carry += dh_pass
-        xp.matmul(dHA[t], hW_hhT, out=dhh_carry)
-        dhh_carry += dhh_pass
+        # hh = h_prev @ W_hh (plus the pass-throughs at mask-0 steps)
+        xp.matmul(dHH_t, W_hhT, out=dhc)
+        xp.matmul(dHA_t, hW_hT, out=tmp_h[:n])
+        dhc += tmp_h[:n]
+        dhc += dh_pass[:n]
+        xp.matmul(dHA_t, hW_hhT, out=dhhc)
+        dhhc += dhh_pass[:n]
         dc, dc_prev = dc_prev, dc
         dchat, dchat_prev = dchat_prev, dchat
     # weight gradients: one matmul (or batched matmul / reduction) each over all steps
     TB = T * B
-    x2 = x.reshape(TB, D)
+    x2 = x.reshape(TB, Dx)
     dA2, dXW2, dHH2, dHA2 = (a.reshape(TB, -1) for a in (dA, dXW, dHH, dHA))
     Hprev2 = st.h[:T].reshape(TB, H)
     Hhat2 = st.hhat[1:].reshape(TB, Hh)          # h_hat produced at each step (read by zw, zb)
     dg, dbt, dgc, dbc = ln_param_grads(dY, sv.norm, H)
     hdg, hdbt, hdgc, hdbc = ln_param_grads(dHY, sv.hnorm, Hh)
+    hW_x = p["hyper_W_xh"][:D]
+    if x_const is None:
+        # forward was: XW = X @ W_xh, HX = X @ hyper_W_xh[:D] over all steps
+        dW_xh = x2.T @ dXW2
+        dhW_x = [x2.T @ dHA2]
+        dx = (dXW2 @ p["W_xh"].T + dHA2 @ hW_x.T).reshape(T, B, D)
+    else:
+        # forward was: XW[t] = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] at every step t (and HX
+        # likewise), so the constant part's gradients see the step gradients summed over time
+        dXW_sum, dHA_sum = dXW.sum(axis=0), dHA.sum(axis=0)
+        dW_xh = xp.concatenate([x2.T @ dXW2, x_const.T @ dXW_sum], axis=0)
+        dhW_x = [x2.T @ dHA2, x_const.T @ dHA_sum]
+        dx_seq = (dXW2 @ p["W_xh"][:Dx].T + dHA2 @ hW_x[:Dx].T).reshape(T, B, Dx)
+        dx_const = dXW_sum @ p["W_xh"][Dx:].T + dHA_sum @ hW_x[Dx:].T
+        dx = (dx_seq, dx_const)
     grads = {
-        "W_xh": x2.T @ dXW2,
+        "W_xh": dW_xh,
         "W_hh": Hprev2.T @ dHH2,
         "b": dA2.sum(axis=0),
         "ln_gamma": dg, "ln_beta": dbt, "ln_c_gamma": dgc, "ln_c_beta": dbc,
-        "hyper_W_xh": xp.concatenate([x2.T @ dHA2, Hprev2.T @ dHA2], axis=0),
+        "hyper_W_xh": xp.concatenate(dhW_x + [Hprev2.T @ dHA2], axis=0),
         "hyper_W_hh": st.hhat[:T].reshape(TB, Hh).T @ dHA2,
         "hyper_ln_gamma": hdg, "hyper_ln_beta": hdbt, "hyper_ln_c_gamma": hdgc,
         "hyper_ln_c_beta": hdbc,
@@ -326,13 +474,12 @@ def hyper_lstm_backward(dhs, dstate_T, cache):
         "b_zw": dZW.reshape(TB, 8 * E).sum(axis=0),
         # W_alpha[k] = sum over steps of zw_k^T @ dalpha_k: [8, E, TB] @ [8, TB, H]
         "W_alpha": xp.matmul(sv.zw.reshape(TB, 8, E).transpose(1, 2, 0),
-                             dALPHA.transpose(1, 0, 2, 3).reshape(8, TB, H)),
+                             dALPHA.reshape(8, TB, H)),
         "W_zb": Hhat2.T @ dZB.reshape(TB, 4 * E),
         # W_beta[k] = sum over steps of zb_k^T @ da_k: [4, E, TB] @ [4, TB, H]
         "W_beta": xp.matmul(sv.zb.reshape(TB, 4, E).transpose(1, 2, 0),
                             dA.reshape(TB, 4, H).transpose(1, 0, 2)),
     }
-    dx = (dXW2 @ p["W_xh"].T + dHA2 @ hW_xT).reshape(T, B, D)
     dstate0 = xp.concatenate([dh_carry, dhh_carry, dc, dchat], axis=1)
     return dx, dstate0, grads
 
