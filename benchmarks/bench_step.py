@@ -76,6 +76,9 @@ def parse_args(argv=None):
     p.add_argument("--malloc-keep", action="store_true",
                    help="keep freed memory in the process (glibc mallopt): no page faults on "
                         "the step buffers after the first step")
+    p.add_argument("--model-threads", type=int, default=None,
+                   help="SketchRNN(threads=N): row blocks per step, one Python thread each "
+                        "(default: the model's own, one per core on numpy/numba)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     args = p.parse_args(argv)
@@ -97,17 +100,10 @@ def pin_threads(n):
 
 
 def keep_freed_memory():
-    """Ask glibc to keep freed memory in the process: no mmap for large blocks (M_MMAP_MAX = 0)
-    and no trimming of the heap below 2 GiB free (M_TRIM_THRESHOLD). Every training step
-    allocates its large buffers afresh (the reference sequence code: ~1.5 GB per step at the
-    reference size); returned to the kernel and faulted in again, that memory costs hundreds of
-    ms of page faults per step on this VM. Returns True when glibc accepted both settings."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    """glibc keeps freed memory in the process (``minisketch.cpu.keep_freed_memory``, what the
+    training command does on the CPU backends). Returns True when glibc accepted it."""
+    from minisketch.cpu import keep_freed_memory as keep
+    return keep()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +286,9 @@ def run(args):
         result["jit_load_s"] = time.perf_counter() - t
 
     batch = random_batch(args.batch, args.nmax, seed=args.seed)
-    model = SketchRNN(hp, backend=args.backend, dtype=args.dtype, seed=args.seed)
+    model = SketchRNN(hp, backend=args.backend, dtype=args.dtype, seed=args.seed,
+                      threads=args.model_threads)
+    result["row_blocks"] = len(model._row_parts(args.batch))
     adam = Adam.for_model(model)
     result["num_params"] = model.num_params
     result["adam_update"] = getattr(adam.update_fn, "__module__", "?") + "." + \
@@ -365,7 +363,8 @@ def report(r):
     lines.append(f"BLAS {r['blas']} core {r['blas_core']} threads {r['blas_threads']}"
                  + (f"  (env {r['openblas_env']})" if r["openblas_env"] else ""))
     lines.append(f"peak RSS {r['peak_rss_mib']:.0f} MiB; loss {r['loss']:.4f}; "
-                 f"update {r['adam_update']}; malloc-keep {r['malloc_keep']}")
+                 f"update {r['adam_update']}; malloc-keep {r['malloc_keep']}; "
+                 f"row blocks {r.get('row_blocks')}")
     print("\n".join(lines))
 
 

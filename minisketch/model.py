@@ -32,9 +32,21 @@ encoder's forward and backward cells [N, B, H_e] (conditional), of the decoder c
 the input-dropout mask [N, B, 5 (+ N_z)] and the output-dropout mask [N, B, H_d] (each only when
 its ``use_*`` switch is on). Masks are 0 or 1/keep, with keep-or-drop decided by float32 uniforms,
 so a float32 and a float64 model see the same masks.
+
+Threads: on the CPU backends one step is split into row blocks (``threads``, by default one per
+core), each run through the whole forward and backward in its own Python thread with BLAS on one
+thread: every row of a batch is independent until the losses and gradients are summed, and the
+Numba kernels, NumPy's loops and BLAS release the GIL. The noise is drawn for the whole batch and
+sliced, so a split step has the same masks and eps as an unsplit one; its losses and gradients
+are sums of the blocks' (the KL floor is applied to the whole batch's KL), equal to the unsplit
+step's to float rounding. The split is fixed by ``threads`` and the batch size, so a run is
+deterministic on a given machine; ``threads=1`` (or ``MINISKETCH_THREADS=1``) gives exactly the
+unsplit numbers.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import numpy as np
@@ -53,6 +65,27 @@ from .optim import kl_weight
 
 DTYPES = ("float32", "float64")
 ENCODE_CHUNK = 256      # sketches encoded per pass in ``encode``
+MIN_ROWS_PER_THREAD = 16   # automatic threads: no row block smaller than this
+
+
+def default_threads(backend_name: str) -> int:
+    """Row blocks per step when ``threads`` is not given: ``MINISKETCH_THREADS`` if set, else the
+    CPU cores this process may use (CPU backends); 1 on the GPU."""
+    if backend_name == "cupy":
+        return 1
+    env = os.environ.get("MINISKETCH_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ModelError(f"MINISKETCH_THREADS must be a positive integer, got {env!r}")
+        return n
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                       # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class SketchRNN:
@@ -63,10 +96,13 @@ class SketchRNN:
     scale_factor: the training data's normalizing factor (data units per model unit).
     noise: "host" | "device" | None: where the per-step noise is drawn (None: "device" on the
     cupy backend, "host" elsewhere; see the module docstring).
+    threads: row blocks a step is split into, each run in its own thread (see "Threads" in the
+    module docstring); None: ``default_threads`` (the CPU cores; 1 on the GPU), with blocks of at
+    least ``MIN_ROWS_PER_THREAD`` rows; an int: exactly that many blocks (at most B).
     """
 
     def __init__(self, hp: HParams, backend="numpy", dtype="float32", seed: int = 0,
-                 scale_factor: float = 1.0, noise: str | None = None):
+                 scale_factor: float = 1.0, noise: str | None = None, threads: int | None = None):
         if not isinstance(hp, HParams):
             raise ModelError(f"SketchRNN needs an HParams, got {type(hp).__name__}")
         hp.validate()
@@ -92,6 +128,15 @@ class SketchRNN:
         if noise not in ("host", "device"):
             raise ModelError(f"noise must be 'host' or 'device', got {noise!r}")
         self.noise = noise
+        self._auto_threads = threads is None
+        if threads is None:
+            threads = default_threads(self.backend.name)
+        if isinstance(threads, bool) or int(threads) != threads or int(threads) < 1:
+            raise ModelError(f"threads must be a positive integer, got {threads!r}")
+        self.threads = int(threads)
+        self._pool = None                 # worker threads, started on the first split step
+        self._extra_flat_grads = []       # gradient buffers of row blocks 2, 3, ...
+        self._noise_bufs = {}             # host dropout-mask buffers (see ``_noise_buffers``)
 
         self.dec_cell = get_cell(hp.dec_model, **cell_options(hp.dec_model, hp))
         self.enc_cell = (get_cell(hp.enc_model, **cell_options(hp.enc_model, hp))
@@ -246,9 +291,16 @@ class SketchRNN:
         """eps and dropout masks from ``rng`` in the fixed order of the module docstring."""
         hp, xp, dt = self.hp, self.xp, self.dtype
 
-        def mask(shape, keep):
-            drop = rng.random(shape, dtype=np.float32) < keep    # float32 uniforms
-            return xp.asarray(drop).astype(dt) * dt.type(1.0 / keep)
+        def mask(name, shape, keep):
+            if xp is not np or not isinstance(rng, np.random.Generator):
+                drop = rng.random(shape, dtype=np.float32) < keep    # float32 uniforms
+                return xp.asarray(drop).astype(dt) * dt.type(1.0 / keep)
+            # host arrays: the same numbers drawn into buffers kept from step to step (no fresh
+            # 50 MB arrays to fault in), converted in place
+            u, drop, out = self._noise_buffers(name, shape)
+            rng.random(dtype=np.float32, out=u)
+            np.less(u, keep, out=drop)
+            return np.multiply(drop, dt.type(1.0 / keep), out=out)
 
         out = SimpleNamespace(eps=None, keep_enc_fw=None, keep_enc_bw=None, keep_dec=None,
                               in_mask=None, out_mask=None)
@@ -259,96 +311,208 @@ class SketchRNN:
             return out
         if hp.use_recurrent_dropout:
             if hp.conditional:
-                out.keep_enc_fw = mask((N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
-                out.keep_enc_bw = mask((N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
-            out.keep_dec = mask((N, B, hp.dec_rnn_size), hp.recurrent_dropout_prob)
+                out.keep_enc_fw = mask("enc_fw", (N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
+                out.keep_enc_bw = mask("enc_bw", (N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
+            out.keep_dec = mask("dec", (N, B, hp.dec_rnn_size), hp.recurrent_dropout_prob)
         if hp.use_input_dropout:
-            out.in_mask = mask((N, B, self.dec_input_size), hp.input_dropout_prob)
+            out.in_mask = mask("in", (N, B, self.dec_input_size), hp.input_dropout_prob)
         if hp.use_output_dropout:
-            out.out_mask = mask((N, B, hp.dec_rnn_size), hp.output_dropout_prob)
+            out.out_mask = mask("out", (N, B, hp.dec_rnn_size), hp.output_dropout_prob)
         return out
 
+    def _noise_buffers(self, name: str, shape) -> tuple:
+        """(uniforms float32, bool, mask of the model dtype) host buffers of one mask, reused
+        while the shape stays the same (a step's masks live until the next step draws)."""
+        bufs = self._noise_bufs.get(name)
+        if bufs is None or bufs[0].shape != tuple(shape):
+            u = np.empty(shape, dtype=np.float32)
+            out = u if self.dtype == np.float32 else np.empty(shape, dtype=self.dtype)
+            bufs = (u, np.empty(shape, dtype=bool), out)
+            self._noise_bufs[name] = bufs
+        return bufs
+
+    def _row_parts(self, B: int) -> list:
+        """The row blocks [(r0, r1), ...] one step is split into (see "Threads" in the module
+        docstring): ``threads`` blocks of near-equal size, fewer when the batch is small."""
+        n = self.threads
+        if self._auto_threads:
+            n = min(n, B // MIN_ROWS_PER_THREAD)
+        n = max(1, min(n, B))
+        edges = [B * k // n for k in range(n + 1)]
+        return list(zip(edges[:-1], edges[1:]))
+
+    def _map(self, fn, jobs):
+        """fn(job) for every job: in this thread when there is one, else one worker thread per
+        job (BLAS on one thread inside, restored after). Results in job order."""
+        if len(jobs) == 1:
+            return [fn(jobs[0])]
+        from .cpu import blas_threads
+        if self._pool is None or self._pool._max_workers < len(jobs):
+            self._pool = ThreadPoolExecutor(max_workers=len(jobs),
+                                            thread_name_prefix="minisketch")
+        with blas_threads(1):
+            futures = [self._pool.submit(fn, job) for job in jobs]
+            return [f.result() for f in futures]
+
     def _run(self, batch, step, training, backward):
-        hp, xp, dt, K = self.hp, self.xp, self.dtype, self.backend.kernels
-        P, G = self.params, self.grads
+        hp, xp, dt = self.hp, self.xp, self.dtype
         strokes, lengths = self._check_batch(batch)
         B, N = strokes.shape[0], strokes.shape[1] - 1
-        Hd, Nz = hp.dec_rnn_size, hp.z_size
         noise = self._draw_noise(self._noise_rng(step), B, N, training)
         # the host batch, time-major [N+1, B, 5], uploaded once
         x = xp.asarray(np.ascontiguousarray(strokes.transpose(1, 0, 2), dtype=dt))
         w_step = self.kl_weight(step)
-
-        # ---- forward
-        if hp.conditional:
-            L = xp.asarray(lengths)
-            h_enc, enc_cache = encoder_forward(x[1:], L, self._p_enc_fw, self._p_enc_bw,
-                                               self.enc_cell, hp.enc_rnn_size,
-                                               noise.keep_enc_fw, noise.keep_enc_bw, K)
-            mu, s, z, lat_cache = latent_forward(h_enc, self._p_lat, noise.eps)
-            kl, kl_cache = kl_forward(mu, s)
-            kl_term, floor_cache = kl_floor_forward(kl, w_step, hp.kl_tolerance)
-            state0 = xp.tanh(z @ P["dec_init/W"] + P["dec_init/b"])
-            dec_in = xp.concatenate([x[:-1], xp.broadcast_to(z[None], (N, B, Nz))], axis=2)
-        else:
-            kl = kl_term = xp.zeros((), dtype=dt)
-            state0 = xp.zeros((B, self.dec_state_size), dtype=dt)
-            dec_in = x[:-1]
-        if noise.in_mask is not None:
-            dec_in = dec_in * noise.in_mask
-        hs, _, dec_cache = self.dec_cell.forward(dec_in, state0, self._p_dec,
-                                                 keep=noise.keep_dec, mask=None, kernels=K)
-        hs2 = hs.reshape(N * B, Hd)
-        if noise.out_mask is not None:
-            hs2 = hs2 * noise.out_mask.reshape(N * B, Hd)
-        y = hs2 @ P["out/W"] + P["out/b"]                               # [N*B, 6M+3]
-        target = x[1:].reshape(N * B, 5)                                 # rows 1..N_max
+        parts = self._row_parts(B)
+        jobs = [self._rows_job(x, lengths, noise, r0, r1, B, N, backward, len(parts) > 1)
+                for r0, r1 in parts]
+        fwd = self._map(self._forward_rows, jobs)
+        # the parts' sums (one part: exactly the whole batch's numbers)
+        offset_sum, pen_sum, kl = fwd[0].offset_sum, fwd[0].pen_sum, fwd[0].kl
+        for f in fwd[1:]:
+            offset_sum = offset_sum + f.offset_sum
+            pen_sum = pen_sum + f.pen_sum
+            kl = kl + f.kl
         scale = 1.0 / (B * N)
-        if backward:
-            offset_sum, pen_sum, dy = K.mdn_loss_and_grad(y, target, scale)
-        else:
-            offset_sum, pen_sum = K.mdn_loss(y, target)
         offset = offset_sum * scale
         pen = pen_sum * scale
         recon = offset + pen
+        if hp.conditional:
+            kl_term, floor_cache = kl_floor_forward(kl, w_step, hp.kl_tolerance)
+        else:
+            kl_term = kl
         losses = {name: xp.asarray(v, dtype=dt) for name, v in (
             ("loss", recon + kl_term), ("recon", recon), ("offset", offset), ("pen", pen),
             ("kl", kl), ("kl_weight", w_step))}
         if not backward:
             return losses
+        # forward was: loss += w_step * max(KL, kl_tolerance), KL the sum of the parts' shares
+        dkl = kl_floor_backward(1.0, floor_cache) if hp.conditional else None
+        for job, f, grads in zip(jobs, fwd, self._part_grads(len(parts))):
+            job.dkl, job.cache, job.grads = dkl, f.cache, grads
+        self._map(self._backward_rows, jobs)
+        for flat in self._extra_flat_grads[:len(parts) - 1]:
+            self._flat_grad += flat
+        return losses
 
-        # ---- backward (every gradient view is overwritten)
+    def _part_grads(self, n: int) -> list:
+        """Gradient dicts for n row blocks: ``self.grads`` first, then views of extra flat
+        buffers (added into ``flat_grad`` after the backward)."""
+        while len(self._extra_flat_grads) < n - 1:
+            self._extra_flat_grads.append(self.xp.zeros_like(self._flat))
+        out = [self.grads]
+        for flat in self._extra_flat_grads[:n - 1]:
+            views, offset = {}, 0
+            for name in self.param_names:
+                a = self.params[name]
+                views[name] = flat[offset:offset + a.size].reshape(a.shape)
+                offset += a.size
+            out.append(views)
+        return out
+
+    def _rows_job(self, x, lengths, noise, r0, r1, B, N, backward, split):
+        """The inputs of rows r0:r1 of a batch: x [N+1, B', 5], lengths, the noise rows (copied
+        to contiguous arrays when the batch is split; the whole arrays otherwise)."""
+        xp = self.xp
+
+        def rows(a, axis):
+            if a is None or not split:
+                return a
+            return xp.ascontiguousarray(a[r0:r1] if axis == 0 else a[:, r0:r1])
+
+        return SimpleNamespace(
+            x=rows(x, 1), lengths=lengths[r0:r1], B=B, N=N, backward=backward,
+            eps=rows(noise.eps, 0), keep_enc_fw=rows(noise.keep_enc_fw, 1),
+            keep_enc_bw=rows(noise.keep_enc_bw, 1), keep_dec=rows(noise.keep_dec, 1),
+            in_mask=rows(noise.in_mask, 1), out_mask=rows(noise.out_mask, 1))
+
+    def _forward_rows(self, job):
+        """Forward pass of one row block. Returns its offset and pen loss sums (scaled by the
+        whole batch's 1 / (B N) only later), its share of the KL, and the cache."""
+        hp, xp, dt, K = self.hp, self.xp, self.dtype, self.backend.kernels
+        P = self.params
+        x, N = job.x, job.N
+        Bp = x.shape[1]
+        Hd, Nz = hp.dec_rnn_size, hp.z_size
+        c = SimpleNamespace()
+        if hp.conditional:
+            L = xp.asarray(job.lengths)
+            h_enc, c.enc = encoder_forward(x[1:], L, self._p_enc_fw, self._p_enc_bw,
+                                           self.enc_cell, hp.enc_rnn_size,
+                                           job.keep_enc_fw, job.keep_enc_bw, K,
+                                           host_lengths=job.lengths)
+            mu, s, c.z, c.lat = latent_forward(h_enc, self._p_lat, job.eps)
+            kl, c.kl = kl_forward(mu, s, batch_size=job.B)
+            c.state0 = xp.tanh(c.z @ P["dec_init/W"] + P["dec_init/b"])
+        else:
+            kl = xp.zeros((), dtype=dt)
+            c.state0 = xp.zeros((Bp, self.dec_state_size), dtype=dt)
+        # decoder inputs [S_{i-1}, z]: z is the same at every step, so the cell projects it once
+        # (x_const) instead of repeating it N times, unless input dropout masks it per step
+        c.z_const = hp.conditional and job.in_mask is None
+        if c.z_const:
+            dec_in, x_const = x[:-1], c.z
+        else:
+            dec_in, x_const = x[:-1], None
+            if hp.conditional:
+                dec_in = xp.concatenate([dec_in, xp.broadcast_to(c.z[None], (N, Bp, Nz))],
+                                        axis=2)
+            if job.in_mask is not None:
+                dec_in = dec_in * job.in_mask
+        hs, _, c.dec = self.dec_cell.forward(dec_in, c.state0, self._p_dec,
+                                             keep=job.keep_dec, mask=None, kernels=K,
+                                             x_const=x_const)
+        hs2 = hs.reshape(N * Bp, Hd)
+        if job.out_mask is not None:
+            hs2 = hs2 * job.out_mask.reshape(N * Bp, Hd)
+        c.hs2 = hs2
+        y = hs2 @ P["out/W"] + P["out/b"]                               # [N*B', 6M+3]
+        target = x[1:].reshape(N * Bp, 5)                                # rows 1..N_max
+        if job.backward:
+            offset_sum, pen_sum, c.dy = K.mdn_loss_and_grad(y, target, 1.0 / (job.B * N))
+        else:
+            offset_sum, pen_sum = K.mdn_loss(y, target)
+        return SimpleNamespace(offset_sum=offset_sum, pen_sum=pen_sum, kl=kl, cache=c)
+
+    def _backward_rows(self, job):
+        """Backward pass of one row block: overwrites every gradient view in ``job.grads``."""
+        hp, P, G = self.hp, self.params, job.grads
+        c, N = job.cache, job.N
+        Bp = job.x.shape[1]
+        Hd = hp.dec_rnn_size
         # forward was: y = hs2 @ W_out + b_out
-        G["out/W"][...] = hs2.T @ dy
-        G["out/b"][...] = dy.sum(axis=0)
-        dhs2 = dy @ P["out/W"].T
-        if noise.out_mask is not None:
-            dhs2 *= noise.out_mask.reshape(N * B, Hd)
-        ddec_in, dstate0, g_dec = self.dec_cell.backward(dhs2.reshape(N, B, Hd), None, dec_cache)
+        G["out/W"][...] = c.hs2.T @ c.dy
+        G["out/b"][...] = c.dy.sum(axis=0)
+        dhs2 = c.dy @ P["out/W"].T
+        if job.out_mask is not None:
+            dhs2 *= job.out_mask.reshape(N * Bp, Hd)
+        ddec_in, dstate0, g_dec = self.dec_cell.backward(dhs2.reshape(N, Bp, Hd), None, c.dec)
         for k, g in g_dec.items():
             G["dec/" + k][...] = g
         if not hp.conditional:
-            return losses
-        if noise.in_mask is not None:
-            ddec_in = ddec_in * noise.in_mask
-        # forward was: dec_in = [S_{i-1}, z] for every step
-        dz = ddec_in[:, :, 5:].sum(axis=0)
+            return
+        if c.z_const:
+            # forward was: the cell's input [S_{i-1}, z] with z given once (x_const)
+            dz = ddec_in[1]
+        else:
+            if job.in_mask is not None:
+                ddec_in = ddec_in * job.in_mask
+            # forward was: dec_in = [S_{i-1}, z] for every step
+            dz = ddec_in[:, :, 5:].sum(axis=0)
         # forward was: state0 = tanh(z @ W_init + b_init)
-        dpre = dstate0 * (1.0 - state0 * state0)
-        G["dec_init/W"][...] = z.T @ dpre
+        dpre = dstate0 * (1.0 - c.state0 * c.state0)
+        G["dec_init/W"][...] = c.z.T @ dpre
         G["dec_init/b"][...] = dpre.sum(axis=0)
         dz += dpre @ P["dec_init/W"].T
-        # forward was: loss += w_step * max(KL, kl_tolerance)
-        dmu_kl, ds_kl = kl_backward(kl_floor_backward(1.0, floor_cache), kl_cache)
-        dh_enc, g_lat = latent_backward(dz, dmu_kl, ds_kl, lat_cache)
+        # forward was: this block's KL share (its gradient dkl is the whole batch's)
+        dmu_kl, ds_kl = kl_backward(job.dkl, c.kl)
+        dh_enc, g_lat = latent_backward(dz, dmu_kl, ds_kl, c.lat)
         for k, g in g_lat.items():
             G[k][...] = g
-        _, g_fw, g_bw = encoder_backward(dh_enc, enc_cache)
+        _, g_fw, g_bw = encoder_backward(dh_enc, c.enc)
         for k, g in g_fw.items():
             G["enc_fw/" + k][...] = g
         for k, g in g_bw.items():
             G["enc_bw/" + k][...] = g
-        return losses
 
     # ------------------------------------------------------------------ inference hooks
 
@@ -390,7 +554,8 @@ class SketchRNN:
             x = xp.asarray(np.ascontiguousarray(batch.strokes[:, 1:].transpose(1, 0, 2),
                                                 dtype=dt))
             h, _ = encoder_forward(x, xp.asarray(batch.lengths), self._p_enc_fw, self._p_enc_bw,
-                                   self.enc_cell, hp.enc_rnn_size, kernels=self.kernels)
+                                   self.enc_cell, hp.enc_rnn_size, kernels=self.kernels,
+                                   host_lengths=batch.lengths)
             mu, s, _, _ = latent_forward(h, self._p_lat, xp.zeros((len(chunk), hp.z_size), dt))
             mus.append(to_numpy(mu).astype(np.float64))
             sigmas.append(np.exp(0.5 * to_numpy(s).astype(np.float64)))

@@ -86,9 +86,10 @@ PRESETS = {
     "paper": {"hparams": {}, "train": dict(steps=100_000, eval_every=500)},
 }
 TRAIN_DEFAULTS = dict(backend="numpy", dtype="float32", steps=1000, eval_every=500,
-                      log_every=10, seed=0, samples=16)
-# options that may differ between a run and its --resume (they do not change the trajectory)
-RESUMABLE_CHANGES = ("steps", "eval_every", "log_every", "samples", "backend")
+                      log_every=10, seed=0, samples=16, threads=None)
+# options that may differ between a run and its --resume (they do not change the trajectory;
+# backend and threads change it only by float rounding)
+RESUMABLE_CHANGES = ("steps", "eval_every", "log_every", "samples", "backend", "threads")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -137,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fixes initialization, data order, augmentation, noise, dropout (0)")
     p.add_argument("--samples", type=_nonneg_int, metavar="N",
                    help="sketches in the samples grid refreshed at each evaluation (16; 0: none)")
+    p.add_argument("--threads", type=_pos_int, metavar="N",
+                   help="row blocks per step, one thread each (default: the CPU cores on numpy "
+                        "and numba, 1 on cupy; results differ between counts by float rounding)")
     add_hparam_arguments(p)
     return p
 
@@ -152,7 +156,8 @@ def resolve_config(args) -> tuple[HParams, dict]:
     hp = hparams_from_args(args, base=HParams().replace(**PRESETS[preset]["hparams"]))
     opts = {**TRAIN_DEFAULTS, **PRESETS[preset]["train"], "preset": preset,
             "data": list(args.data or [DEFAULT_DATA]), "out": args.out}
-    for key in ("backend", "dtype", "steps", "eval_every", "log_every", "seed", "samples"):
+    for key in ("backend", "dtype", "steps", "eval_every", "log_every", "seed", "samples",
+                "threads"):
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
     if opts["out"] is None:
@@ -227,6 +232,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
 def setup_run(args) -> Run:
     """Load data, build the model and optimizer, fresh or from ``<out>/checkpoint.npz``."""
     from .batching import BatchIterator
+    from .cpu import keep_freed_memory
     from .datasets import load_dataset
     from .model import SketchRNN
     from .strokes import Augment
@@ -267,8 +273,10 @@ def setup_run(args) -> Run:
         raise MinisketchError(f"{' '.join(opts['data'])} has no validation sketches; "
                               f"training needs a valid split to evaluate and pick best.npz")
     hp = hp.replace(max_seq_len=int(ds.max_seq_len))
+    if opts["backend"] != "cupy":
+        keep_freed_memory()        # the step's large arrays stay in the process (cpu.py)
     model = SketchRNN(hp, backend=opts["backend"], dtype=opts["dtype"], seed=int(opts["seed"]),
-                      scale_factor=float(ds.scale_factor))
+                      scale_factor=float(ds.scale_factor), threads=opts.get("threads"))
     adam = Adam.for_model(model)
     batches = BatchIterator(ds.train, hp.batch_size, ds.max_seq_len, ds.scale_factor,
                             rng=int(opts["seed"]), augment=Augment.from_hparams(hp))

@@ -3,8 +3,10 @@
     cell = get_cell("hyper", **cell_options("hyper", hp))
     p = cell.init(rng, input_size, hidden_size, dtype)          # {key: NumPy array}
     S = cell.state_size(hidden_size)                             # state array width
-    hs, state_T, cache = cell.forward(x, state0, p, keep=None, mask=None, kernels=None)
-    dx, dstate0, grads = cell.backward(dhs, dstate_T, cache)
+    hs, state_T, cache = cell.forward(x, state0, p, keep=None, mask=None, kernels=None,
+                                      x_const=None, active=None)
+    dx, dstate0, grads = cell.backward(dhs, dstate_T, cache)   # dx = (dx_seq, dx_const) with
+                                                                # x_const
     h, new_state = cell.step(x_t, state, p, kernels=None)
 
 | name         | module                    | state layout           |

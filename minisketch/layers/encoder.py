@@ -18,6 +18,8 @@ directions have their own parameters (the model's "enc_fw/*" and "enc_bw/*").
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_xp
 
 
@@ -33,7 +35,7 @@ def reverse_index(lengths, T):
 
 
 def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, keep_bw=None,
-                    kernels=None):
+                    kernels=None, host_lengths=None):
     """Run both directions and return the final hidden states.
 
     Inputs:
@@ -45,23 +47,49 @@ def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, kee
         keep_fw, keep_bw   [T, B, H] recurrent-dropout multipliers per direction, or None
                            (keep_bw[t] is used at the backward direction's step t)
         kernels            step-function namespace (None = reference)
+        host_lengths       the same lengths as a host (NumPy) array, or None. When given, the
+                           rows are sorted by length (longest first) inside the encoder so that
+                           at step t the real rows are a prefix, and the cells compute only
+                           those (``active``); padding steps cost nothing. Same numbers as
+                           the masked run to float rounding.
     Returns:
         h [B, 2H] = [h_fw_final | h_bw_final]; cache for ``encoder_backward``.
     """
     xp = get_xp(x)
     T, B, _ = x.shape
+    order = None
+    if host_lengths is not None:
+        Lh = np.asarray(host_lengths).astype(np.int64).reshape(-1)
+        order = np.argsort(-Lh, kind="stable")                      # longest first
+        if np.array_equal(order, np.arange(B)):
+            order = None                                            # already sorted
+        else:
+            perm = xp.asarray(order)
+            x = x[:, perm]
+            lengths = lengths[perm]
+            keep_fw = None if keep_fw is None else keep_fw[:, perm]
+            keep_bw = None if keep_bw is None else keep_bw[:, perm]
+            Lh = Lh[order]
+        # real rows at step t: those with L_b > t, a prefix once sorted
+        active = np.searchsorted(-Lh, -np.arange(T), side="left").tolist()
     H = int(hidden_size)
     cols = xp.arange(B)
-    mask = (xp.arange(T)[:, None] < lengths[None, :]).astype(x.dtype)     # [T, B]
     rev = reverse_index(lengths, T)
     x_rev = x[rev, cols[None, :]]                                          # [T, B, D]
     state0 = xp.zeros((B, cell.state_size(H)), dtype=x.dtype)
-    hs_f, _, cache_f = cell.forward(x, state0, p_fw, keep=keep_fw, mask=mask, kernels=kernels)
-    hs_b, _, cache_b = cell.forward(x_rev, state0, p_bw, keep=keep_bw, mask=mask,
-                                    kernels=kernels)
+    if host_lengths is None:
+        opts = {"mask": (xp.arange(T)[:, None] < lengths[None, :]).astype(x.dtype)}  # [T, B]
+    else:
+        opts = {"active": active}
+    hs_f, _, cache_f = cell.forward(x, state0, p_fw, keep=keep_fw, kernels=kernels, **opts)
+    hs_b, _, cache_b = cell.forward(x_rev, state0, p_bw, keep=keep_bw, kernels=kernels, **opts)
     last = lengths - 1
     h = xp.concatenate([hs_f[last, cols], hs_b[last, cols]], axis=1)
-    cache = (x.shape, rev, last, H, cache_f, cache_b, cell, x.dtype)
+    if order is not None:
+        # forward was: rows sorted by ``order``; put them back
+        h_sorted, h = h, xp.empty_like(h)
+        h[xp.asarray(order)] = h_sorted
+    cache = (x.shape, rev, last, H, cache_f, cache_b, cell, x.dtype, order)
     return h, cache
 
 
@@ -71,9 +99,12 @@ def encoder_backward(dh, cache):
     Inputs:  dh [B, 2H] gradient w.r.t. h; cache from the forward.
     Returns: dx [T, B, D]; grads_fw, grads_bw (dicts shaped like p_fw, p_bw).
     """
-    (T, B, D), rev, last, H, cache_f, cache_b, cell, dtype = cache
+    (T, B, D), rev, last, H, cache_f, cache_b, cell, dtype, order = cache
     xp = get_xp(dh)
     cols = xp.arange(B)
+    if order is not None:
+        perm = xp.asarray(order)
+        dh = dh[perm]                           # into the forward's sorted row order
     # forward was: h = [hs_f[L-1] | hs_b[L-1]] (one gathered step per sketch)
     dhs_f = xp.zeros((T, B, H), dtype=dtype)
     dhs_f[last, cols] = dh[:, :H]
@@ -84,4 +115,8 @@ def encoder_backward(dh, cache):
     # forward was: x_rev = x[rev, b] with rev a permutation of each column: scatter back
     dx = dx_f.copy()
     dx[rev, cols[None, :]] += dx_rev
+    if order is not None:
+        # forward was: x = x[:, order]
+        dx_sorted, dx = dx, xp.empty_like(dx)
+        dx[:, perm] = dx_sorted
     return dx, grads_fw, grads_bw

@@ -73,7 +73,7 @@ import numpy as np
 from ..backend import get_xp
 from .layer_norm_lstm import ln_lstm_init, ln_param_grads
 from .linear import glorot_uniform, orthogonal
-from .lstm import resolve_kernels
+from .lstm import check_active, resolve_kernels
 
 HYPER_NUM_UNITS = 256       # Hh, sketch-rnn's hyper_num_units
 HYPER_EMBEDDING_SIZE = 32   # E, sketch-rnn's hyper_embedding_size
@@ -211,33 +211,6 @@ def _step_forward(K, p, xw_t, hx_t, h_prev, hhat_prev, c_prev, chat_prev, keep_t
 # ---------------------------------------------------------------------------------------------
 # Options of the sequence functions: a constant input part and leading-row padding
 
-def _check_active(active, T: int, B: int, mask):
-    """Validate ``active`` (module docstring); returns a tuple of T Python ints, or None.
-
-    Raises ValueError when ``mask`` is given too, when active has the wrong length, holds
-    non-integers, leaves [0, B] or increases; TypeError for a device (CuPy) array."""
-    if active is None:
-        return None
-    if mask is not None:
-        raise ValueError("give either mask or active, not both (they say the same thing)")
-    if hasattr(active, "__cuda_array_interface__"):
-        raise TypeError("active must be a host sequence of ints (list, tuple or NumPy array), "
-                        "not a device array: its values steer the Python loop over steps")
-    arr = np.asarray(active)
-    if arr.ndim != 1 or arr.shape[0] != T:
-        raise ValueError(f"active must hold one int per step: expected length {T}, "
-                         f"got shape {arr.shape}")
-    if arr.size and arr.dtype.kind not in "iu":
-        raise ValueError(f"active must hold integers, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 0 or arr.max() > B):
-        raise ValueError(f"active entries must lie in [0, {B}] (the batch size), "
-                         f"got min {arr.min()} and max {arr.max()}")
-    if arr.size > 1 and np.any(arr[1:] > arr[:-1]):
-        raise ValueError("active must be non-increasing (sort the batch by length, longest "
-                         "first)")
-    return tuple(int(n) for n in arr)
-
-
 def _check_x_const(x_const, B: int, Dx: int, D: int):
     """x_const must be [B, D - Dx] (D: the input size of the parameters)."""
     if x_const is None:
@@ -288,7 +261,7 @@ def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const
     D, H, Hh, E = _sizes(p)
     T, B, Dx = x.shape
     _check_x_const(x_const, B, Dx, D)
-    active = _check_active(active, T, B, mask)
+    active = check_active(active, T, B, mask)
     dts = (x.dtype, p["W_xh"].dtype) + (() if x_const is None else (x_const.dtype,))
     dt = xp.result_type(*dts)
     XW = _project(x, x_const, p["W_xh"])                # all steps at once

@@ -83,21 +83,24 @@ def _exp_minus_one_minus(s):
     return xp.where(xp.abs(s) < 0.1, series, xp.expm1(s) - s)
 
 
-def kl_forward(mu, s):
+def kl_forward(mu, s, batch_size=None):
     """KL = -1/(2 B N_z) sum(1 + s - mu^2 - exp(s)) (raw, unfloored), computed as
     1/(2 B N_z) sum(mu^2 + (e^s - 1 - s)) with the bracket free of cancellation.
 
-    Inputs: mu, s [B, N_z]. Returns: kl (0-d array); cache for ``kl_backward``."""
-    B, Nz = mu.shape
+    Inputs: mu, s [B', N_z]; batch_size: the B of the normalization (None: B' = mu.shape[0]).
+    A batch split into row blocks gives each block's share with batch_size = the whole B; the
+    shares add up to the whole batch's KL. Returns: kl (0-d array); cache for ``kl_backward``."""
+    Bp, Nz = mu.shape
+    B = Bp if batch_size is None else int(batch_size)
     kl = (mu * mu + _exp_minus_one_minus(s)).sum() / (2.0 * B * Nz)
-    return kl, (mu, s)
+    return kl, (mu, s, B)
 
 
 def kl_backward(dkl, cache):
     """Gradients of ``kl_forward``. dkl: scalar (0-d array or float). Returns dmu, ds [B, N_z]."""
-    mu, s = cache
+    mu, s, B = cache
     xp = get_xp(mu)
-    B, Nz = mu.shape
+    Nz = mu.shape[1]
     c = dkl / (2.0 * B * Nz)
     # forward was: KL = c0 * sum(mu^2 + e^s - 1 - s), c0 = 1 / (2 B N_z)
     return (2.0 * c) * mu, c * xp.expm1(s)

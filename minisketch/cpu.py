@@ -1,0 +1,116 @@
+"""CPU run-time settings: how many threads NumPy's BLAS uses, and keeping freed memory.
+
+``blas_threads`` / ``get_blas_threads``: the BLAS thread count, changed at run time (OpenBLAS
+only).
+
+The CPU backends run a training step's two half-batches in two Python threads (model.py,
+"Threads"). Each half's matrix products must then use one BLAS thread: two OpenBLAS thread pools
+taking turns on two cores are slower than one thread each (benchmarks/README.md). The thread
+count is normally fixed by ``OPENBLAS_NUM_THREADS`` before NumPy loads; ``blas_threads(n)``
+changes it for a block and restores it after, by calling OpenBLAS's own
+``openblas_set_num_threads`` through ctypes (NumPy's wheels ship OpenBLAS with the symbol prefix
+``scipy_`` and suffix ``64_``). Where NumPy uses another BLAS (Accelerate, MKL) or the library
+cannot be found, ``blas_threads`` does nothing and ``get_blas_threads`` returns None.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+
+_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_", "openblas_set_num_threads")
+_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+            "openblas_get_num_threads64_", "openblas_get_num_threads")
+
+_lock = threading.Lock()
+_funcs = None          # (get, set) once looked up; (None, None) when there is no OpenBLAS
+
+
+def _candidate_paths() -> list:
+    """Shared libraries that may be NumPy's OpenBLAS: those already mapped into this process
+    (Linux), then the ones shipped inside the NumPy wheel."""
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                p = line.split()[-1]
+                if "openblas" in os.path.basename(p).lower() and p not in paths:
+                    paths.append(p)
+    except OSError:
+        pass
+    root = os.path.dirname(os.path.dirname(np.__file__))
+    for pattern in ("numpy.libs/*openblas*", "numpy/.dylibs/*openblas*"):
+        paths += [p for p in sorted(glob.glob(os.path.join(root, pattern))) if p not in paths]
+    return paths
+
+
+def _lookup():
+    global _funcs
+    if _funcs is not None:
+        return _funcs
+    _funcs = (None, None)
+    for path in _candidate_paths():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        get = next((getattr(lib, n) for n in _GETTERS if hasattr(lib, n)), None)
+        set_ = next((getattr(lib, n) for n in _SETTERS if hasattr(lib, n)), None)
+        if get is not None and set_ is not None:
+            get.restype = ctypes.c_int
+            get.argtypes = []
+            set_.restype = None
+            set_.argtypes = [ctypes.c_int]
+            _funcs = (get, set_)
+            break
+    return _funcs
+
+
+def get_blas_threads() -> int | None:
+    """OpenBLAS's current thread count, or None where it cannot be controlled."""
+    get, _ = _lookup()
+    return None if get is None else int(get())
+
+
+@contextmanager
+def blas_threads(n: int):
+    """Run the block with BLAS on ``n`` threads (OpenBLAS), restoring the old count after.
+
+    Not reentrant across Python threads: call it from the thread that starts the workers."""
+    get, set_ = _lookup()
+    if get is None:
+        yield
+        return
+    with _lock:
+        old = int(get())
+        if old != n:
+            set_(int(n))
+    try:
+        yield
+    finally:
+        if old != n:
+            with _lock:
+                set_(old)
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in the process: no mmap for large blocks (M_MMAP_MAX = 0)
+    and no trimming of the heap below 2 GiB free (M_TRIM_THRESHOLD).
+
+    A training step allocates its large per-sequence arrays afresh (about 1.5 GB at the paper
+    size); returned to the kernel after each step and faulted in again by the next, that memory
+    cost 0.4-0.6 s of page faults per step on the 2-core development VM (benchmarks/README.md).
+    Process-wide; the training command calls it for the CPU backends. Returns True when glibc
+    accepted both settings, False elsewhere (not Linux/glibc: nothing changes)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
