@@ -55,7 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="threads for BLAS, Numba and torch (default: the libraries' default)")
     p.add_argument("--backends", default="numpy,numba,torch",
-                   help="comma-separated, from numpy, numba, numbapar (Numba with "
+                   help="comma-separated, from numpy, numba, numbasplit (Numba as the training "
+                        "command runs it: BLAS on one thread, the step in one row block per "
+                        "core), numbapar (Numba with "
                         "MINISKETCH_NUMBA_PARALLEL=1: kernels split across Numba's threads) "
                         "and torch")
     p.add_argument("--fused", action="store_true",
@@ -95,14 +97,21 @@ def command(args, backend, dec, fused=False, extra=()):
         if fused:
             cmd.append("--fused")
     else:
-        name = "numba" if backend == "numbapar" else backend
+        name = "numba" if backend in ("numbapar", "numbasplit") else backend
         cmd = [sys.executable, os.path.join(HERE, "bench_step.py"), "--backend", name] + common
+        if backend == "numbapar":
+            cmd += ["--model-threads", "1"]      # unsplit step
+        if backend == "numbasplit":
+            cmd += ["--model-threads", str(len(os.sched_getaffinity(0)))]
     return cmd + list(extra)
 
 
 def run_one(cmd, env, backend=None):
     if backend == "numbapar":    # Numba kernels split across Numba's threads (opt-in)
         env = dict(env, MINISKETCH_NUMBA_PARALLEL="1")
+    if backend == "numbasplit":  # BLAS on one thread from the start, as train.py sets it
+        env = dict(env, **{v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                            "MKL_NUM_THREADS")})
     load = os.getloadavg()[0]
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -150,7 +159,8 @@ def main(argv=None):
     if args.fused and "lstm" in args.decs and "torch" in backends:
         pairs.append(("lstm", True))
     for dec, fused in pairs:
-        bks = [b for b in backends if not fused or b in ("numba", "numbapar", "torch")]
+        bks = [b for b in backends
+               if not fused or b in ("numba", "numbasplit", "numbapar", "torch")]
         runs = {b: [] for b in bks}
         for rnd in range(args.rounds):
             order = bks[rnd % len(bks):] + bks[:rnd % len(bks)]

@@ -31,11 +31,12 @@ parameters, optimizer state, step, batch RNG state and running averages, so 10 s
 resume to 20 gives bit-identical parameters to 20 steps in one run.
 
 Threads. Run as a command, this module pins the BLAS library to one thread unless one of
-``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set: the matrices of a
-sketch-rnn step are small, so extra BLAS threads gain little (paper-size model, 2 cores: 12%)
-and on a machine busy with other work they stall each other at every call (quick preset on 2
-shared cores: 0.14 s per step with one thread, 1.3 s with two). Set ``OMP_NUM_THREADS=N`` to
-choose otherwise.
+``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set, and the CPU backends
+then split every step into row blocks, one thread per core (``--threads``; model.py "Threads"):
+the matrices of a sketch-rnn step are small, so BLAS threads gain little on them, and on a
+machine busy with other work they stall each other at every call (quick preset on 2 shared
+cores: 0.14 s per step with one thread, 1.3 s with two). Set ``OMP_NUM_THREADS=N`` to choose
+otherwise (the step is then not split unless ``--threads`` says so).
 
 Test hook: the environment variable ``MINISKETCH_INJECT_NAN_AT_STEP=K`` writes a NaN into the
 training batch of step K (used by the test suite to exercise the non-finite-loss path).

@@ -170,14 +170,19 @@ def test_reused_mask_buffers_hold_a_fresh_draw(dtype):
         previous = noise.keep_dec.copy()
 
 
-def test_blas_threads_and_malloc_helpers():
+def test_blas_threads_and_malloc_helpers(monkeypatch):
+    monkeypatch.delenv("MINISKETCH_THREADS", raising=False)
     assert isinstance(keep_freed_memory(), bool)
     n = get_blas_threads()
     if n is None:
         pytest.skip("NumPy's BLAS here is not OpenBLAS: its thread count is not controlled")
     with blas_threads(1):
         assert get_blas_threads() == 1
+        cores = default_threads("numpy")        # BLAS on one thread: one block per core
+        assert cores >= 1
     assert get_blas_threads() == n
+    with blas_threads(2):
+        assert default_threads("numba") == 1    # BLAS threads of its own: no split
     with pytest.raises(RuntimeError):
         with blas_threads(1):
             raise RuntimeError("restored even on errors")

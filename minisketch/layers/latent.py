@@ -97,8 +97,10 @@ def kl_forward(mu, s, batch_size=None):
 
 
 def kl_backward(dkl, cache):
-    """Gradients of ``kl_forward``. dkl: scalar (0-d array or float). Returns dmu, ds [B, N_z]."""
-    mu, s, B = cache
+    """Gradients of ``kl_forward``. dkl: scalar (0-d array or float); cache: from
+    ``kl_forward``, or just (mu, s) (then B = mu.shape[0]). Returns dmu, ds [B', N_z]."""
+    mu, s = cache[0], cache[1]
+    B = cache[2] if len(cache) > 2 else mu.shape[0]
     xp = get_xp(mu)
     Nz = mu.shape[1]
     c = dkl / (2.0 * B * Nz)
