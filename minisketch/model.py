@@ -142,6 +142,7 @@ class SketchRNN:
             raise ModelError(f"threads must be a positive integer, got {threads!r}")
         self.threads = int(threads)
         self._pool = None                 # worker threads, started on the first split step
+        self._pool_size = 0
         self._extra_flat_grads = []       # gradient buffers of row blocks 2, 3, ...
         self._noise_bufs = {}             # host dropout-mask buffers (see ``_noise_buffers``)
 
@@ -354,7 +355,10 @@ class SketchRNN:
         if len(jobs) == 1:
             return [fn(jobs[0])]
         from .cpu import blas_threads
-        if self._pool is None or self._pool._max_workers < len(jobs):
+        if self._pool is None or self._pool_size < len(jobs):
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool_size = len(jobs)
             self._pool = ThreadPoolExecutor(max_workers=len(jobs),
                                             thread_name_prefix="minisketch")
         with blas_threads(1):
