@@ -73,7 +73,8 @@ import numpy as np
 from ..backend import get_xp
 from .layer_norm_lstm import ln_lstm_init, ln_param_grads
 from .linear import glorot_uniform, orthogonal
-from .lstm import check_active, resolve_kernels
+from .lstm import (check_active, input_projection, input_projection_backward,
+                   resolve_kernels)
 
 HYPER_NUM_UNITS = 256       # Hh, sketch-rnn's hyper_num_units
 HYPER_EMBEDDING_SIZE = 32   # E, sketch-rnn's hyper_embedding_size
@@ -222,18 +223,6 @@ def _check_x_const(x_const, B: int, Dx: int, D: int):
                          f"got {tuple(x_const.shape)}")
 
 
-def _project(x, x_const, W):
-    """All steps' projections [T, B, G] of the inputs by W [D, G]: x @ W, or with x_const
-    x @ W[:Dx] + (x_const @ W[Dx:])[None] (the constant part projected once)."""
-    T, B, Dx = x.shape
-    x2 = x.reshape(T * B, Dx)
-    if x_const is None:
-        return (x2 @ W).reshape(T, B, W.shape[1])
-    XW = (x2 @ W[:Dx]).reshape(T, B, W.shape[1])
-    XW += (x_const @ W[Dx:])[None]
-    return XW
-
-
 # ---------------------------------------------------------------------------------------------
 # Sequence forward / backward
 
@@ -264,8 +253,8 @@ def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const
     active = check_active(active, T, B, mask)
     dts = (x.dtype, p["W_xh"].dtype) + (() if x_const is None else (x_const.dtype,))
     dt = xp.result_type(*dts)
-    XW = _project(x, x_const, p["W_xh"])                # all steps at once
-    HX = _project(x, x_const, p["hyper_W_xh"][:D])      # hyper cell's input part, all steps
+    XW = input_projection(x, p["W_xh"], None, x_const)              # all steps at once
+    HX = input_projection(x, p["hyper_W_xh"][:D], None, x_const)    # hyper cell's input part
     h0, hh0, c0, ch0 = hyper_lstm_split_state(state0, H, Hh)
     st = SimpleNamespace(   # st.h[t] is the h entering step t; st.h[1:] are the outputs
         h=xp.empty((T + 1, B, H), dt), hhat=xp.empty((T + 1, B, Hh), dt),
@@ -413,33 +402,23 @@ def hyper_lstm_backward(dhs, dstate_T, cache):
         dchat, dchat_prev = dchat_prev, dchat
     # weight gradients: one matmul (or batched matmul / reduction) each over all steps
     TB = T * B
-    x2 = x.reshape(TB, Dx)
     dA2, dXW2, dHH2, dHA2 = (a.reshape(TB, -1) for a in (dA, dXW, dHH, dHA))
     Hprev2 = st.h[:T].reshape(TB, H)
     Hhat2 = st.hhat[1:].reshape(TB, Hh)          # h_hat produced at each step (read by zw, zb)
     dg, dbt, dgc, dbc = ln_param_grads(dY, sv.norm, H)
     hdg, hdbt, hdgc, hdbc = ln_param_grads(dHY, sv.hnorm, Hh)
     hW_x = p["hyper_W_xh"][:D]
-    if x_const is None:
-        # forward was: XW = X @ W_xh, HX = X @ hyper_W_xh[:D] over all steps
-        dW_xh = x2.T @ dXW2
-        dhW_x = [x2.T @ dHA2]
-        dx = (dXW2 @ p["W_xh"].T + dHA2 @ hW_x.T).reshape(T, B, D)
-    else:
-        # forward was: XW[t] = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] at every step t (and HX
-        # likewise), so the constant part's gradients see the step gradients summed over time
-        dXW_sum, dHA_sum = dXW.sum(axis=0), dHA.sum(axis=0)
-        dW_xh = xp.concatenate([x2.T @ dXW2, x_const.T @ dXW_sum], axis=0)
-        dhW_x = [x2.T @ dHA2, x_const.T @ dHA_sum]
-        dx_seq = (dXW2 @ p["W_xh"][:Dx].T + dHA2 @ hW_x[:Dx].T).reshape(T, B, Dx)
-        dx_const = dXW_sum @ p["W_xh"][Dx:].T + dHA_sum @ hW_x[Dx:].T
-        dx = (dx_seq, dx_const)
+    # forward was: XW = X @ W_xh and HX = X @ hyper_W_xh[:D] over all steps (with x_const: its
+    # part projected once, so its gradients see the step gradients summed over time)
+    dx_a, dW_xh, _ = input_projection_backward(dXW, x, p["W_xh"], x_const)
+    dx_b, dhW_x, _ = input_projection_backward(dHA, x, hW_x, x_const)
+    dx = dx_a + dx_b if x_const is None else (dx_a[0] + dx_b[0], dx_a[1] + dx_b[1])
     grads = {
         "W_xh": dW_xh,
         "W_hh": Hprev2.T @ dHH2,
         "b": dA2.sum(axis=0),
         "ln_gamma": dg, "ln_beta": dbt, "ln_c_gamma": dgc, "ln_c_beta": dbc,
-        "hyper_W_xh": xp.concatenate(dhW_x + [Hprev2.T @ dHA2], axis=0),
+        "hyper_W_xh": xp.concatenate([dhW_x, Hprev2.T @ dHA2], axis=0),
         "hyper_W_hh": st.hhat[:T].reshape(TB, Hh).T @ dHA2,
         "hyper_ln_gamma": hdg, "hyper_ln_beta": hdbt, "hyper_ln_c_gamma": hdgc,
         "hyper_ln_c_beta": hdbc,
