@@ -33,15 +33,19 @@ the input-dropout mask [N, B, 5 (+ N_z)] and the output-dropout mask [N, B, H_d]
 its ``use_*`` switch is on). Masks are 0 or 1/keep, with keep-or-drop decided by float32 uniforms,
 so a float32 and a float64 model see the same masks.
 
-Threads: on the CPU backends one step is split into row blocks (``threads``, by default one per
-core), each run through the whole forward and backward in its own Python thread with BLAS on one
-thread: every row of a batch is independent until the losses and gradients are summed, and the
-Numba kernels, NumPy's loops and BLAS release the GIL. The noise is drawn for the whole batch and
-sliced, so a split step has the same masks and eps as an unsplit one; its losses and gradients
-are sums of the blocks' (the KL floor is applied to the whole batch's KL), equal to the unsplit
-step's to float rounding. The split is fixed by ``threads`` and the batch size, so a run is
-deterministic on a given machine; ``threads=1`` (or ``MINISKETCH_THREADS=1``) gives exactly the
-unsplit numbers.
+Threads: on the CPU backends one step runs in ``threads`` Python threads (by default one per
+core) with BLAS on one thread each; the Numba kernels, NumPy's loops and BLAS release the GIL.
+The encoder runs on the whole batch with its two directions in two threads (they are independent
+until their final states are joined), then the latent layer and the KL on the whole batch; the
+decoder and the loss are split into row blocks, each run through its forward and backward in its
+own thread (every row is independent until the losses and gradients are summed); the backward
+joins the blocks' dz and runs the latent layer and the two encoder directions the same way. The
+directions keep the encoder's per-step products at the whole batch's 100 rows instead of two
+50-row halves (small products run well below BLAS's speed). The noise is drawn for the whole
+batch and sliced, so a split step has the same masks and eps as an unsplit one; its losses and
+gradients are sums of the blocks', equal to the unsplit step's to float rounding. The split is
+fixed by ``threads`` and the batch size, so a run is deterministic on a given machine;
+``threads=1`` (or ``MINISKETCH_THREADS=1``) gives exactly the unsplit numbers.
 """
 from __future__ import annotations
 
@@ -374,19 +378,20 @@ class SketchRNN:
         x = xp.asarray(np.ascontiguousarray(strokes.transpose(1, 0, 2), dtype=dt))
         w_step = self.kl_weight(step)
         parts = self._row_parts(B)
-        jobs = [self._rows_job(x, lengths, noise, r0, r1, B, N, backward, len(parts) > 1)
+        head = self._forward_head(x, lengths, noise, B, len(parts) > 1)
+        jobs = [self._rows_job(x, noise, head, r0, r1, B, N, backward, len(parts) > 1)
                 for r0, r1 in parts]
         fwd = self._map(self._forward_rows, jobs)
         # the parts' sums (one part: exactly the whole batch's numbers)
-        offset_sum, pen_sum, kl = fwd[0].offset_sum, fwd[0].pen_sum, fwd[0].kl
+        offset_sum, pen_sum = fwd[0].offset_sum, fwd[0].pen_sum
         for f in fwd[1:]:
             offset_sum = offset_sum + f.offset_sum
             pen_sum = pen_sum + f.pen_sum
-            kl = kl + f.kl
         scale = 1.0 / (B * N)
         offset = offset_sum * scale
         pen = pen_sum * scale
         recon = offset + pen
+        kl = head.kl
         if hp.conditional:
             kl_term, floor_cache = kl_floor_forward(kl, w_step, hp.kl_tolerance)
         else:
@@ -396,14 +401,59 @@ class SketchRNN:
             ("kl", kl), ("kl_weight", w_step))}
         if not backward:
             return losses
-        # forward was: loss += w_step * max(KL, kl_tolerance), KL the sum of the parts' shares
-        dkl = kl_floor_backward(1.0, floor_cache) if hp.conditional else None
         for job, f, grads in zip(jobs, fwd, self._part_grads(len(parts))):
-            job.dkl, job.cache, job.grads = dkl, f.cache, grads
+            job.cache, job.grads = f.cache, grads
         self._map(self._backward_rows, jobs)
         for flat in self._extra_flat_grads[:len(parts) - 1]:
             self._flat_grad += flat
+        if hp.conditional:
+            # forward was: loss += w_step * max(KL, kl_tolerance)
+            dkl = kl_floor_backward(1.0, floor_cache)
+            dz = jobs[0].dz if len(jobs) == 1 else xp.concatenate([j.dz for j in jobs], axis=0)
+            # written after the blocks' sum, so it overwrites whatever the extra buffers held
+            self._backward_head(dz, dkl, head, len(parts) > 1)
         return losses
+
+    def _directions(self, split: bool):
+        """How the encoder runs its two directions: in two threads when the step is split."""
+        if not split:
+            return None
+        return lambda thunks: self._map(lambda f: f(), thunks)
+
+    def _forward_head(self, x, lengths, noise, B: int, split: bool):
+        """The whole batch's encoder, latent sample, KL and decoder initial state (the part of a
+        step before the decoder). Returns a namespace with z, state0, kl and the caches."""
+        hp, xp, dt, K, P = self.hp, self.xp, self.dtype, self.backend.kernels, self.params
+        head = SimpleNamespace()
+        if not hp.conditional:
+            head.kl = xp.zeros((), dtype=dt)
+            head.z = None
+            head.state0 = xp.zeros((B, self.dec_state_size), dtype=dt)
+            return head
+        h_enc, head.enc = encoder_forward(x[1:], xp.asarray(lengths), self._p_enc_fw,
+                                          self._p_enc_bw, self.enc_cell, hp.enc_rnn_size,
+                                          noise.keep_enc_fw, noise.keep_enc_bw, K,
+                                          host_lengths=lengths,
+                                          parallel=self._directions(split))
+        mu, s, head.z, head.lat = latent_forward(h_enc, self._p_lat, noise.eps)
+        head.kl, head.kl_cache = kl_forward(mu, s)
+        head.state0 = xp.tanh(head.z @ P["dec_init/W"] + P["dec_init/b"])
+        return head
+
+    def _backward_head(self, dz, dkl, head, split: bool):
+        """Backward of ``_forward_head`` given dz [B, N_z] from the decoder blocks: writes the
+        latent layer's and the encoder's gradients into ``self.grads``."""
+        G = self.grads
+        dmu_kl, ds_kl = kl_backward(dkl, head.kl_cache)
+        dh_enc, g_lat = latent_backward(dz, dmu_kl, ds_kl, head.lat)
+        for k, g in g_lat.items():
+            G[k][...] = g
+        _, g_fw, g_bw = encoder_backward(dh_enc, head.enc, need_dx=False,
+                                         parallel=self._directions(split))
+        for k, g in g_fw.items():
+            G["enc_fw/" + k][...] = g
+        for k, g in g_bw.items():
+            G["enc_bw/" + k][...] = g
 
     def _part_grads(self, n: int) -> list:
         """Gradient dicts for n row blocks: ``self.grads`` first, then views of extra flat
@@ -420,9 +470,10 @@ class SketchRNN:
             out.append(views)
         return out
 
-    def _rows_job(self, x, lengths, noise, r0, r1, B, N, backward, split):
-        """The inputs of rows r0:r1 of a batch: x [N+1, B', 5], lengths, the noise rows (copied
-        to contiguous arrays when the batch is split; the whole arrays otherwise)."""
+    def _rows_job(self, x, noise, head, r0, r1, B, N, backward, split):
+        """The inputs of the decoder's rows r0:r1: x [N+1, B', 5], z and state0 [B', ...], the
+        noise rows (copied to contiguous arrays when the batch is split; the whole arrays
+        otherwise)."""
         xp = self.xp
 
         def rows(a, axis):
@@ -431,32 +482,19 @@ class SketchRNN:
             return xp.ascontiguousarray(a[r0:r1] if axis == 0 else a[:, r0:r1])
 
         return SimpleNamespace(
-            x=rows(x, 1), lengths=lengths[r0:r1], B=B, N=N, backward=backward,
-            eps=rows(noise.eps, 0), keep_enc_fw=rows(noise.keep_enc_fw, 1),
-            keep_enc_bw=rows(noise.keep_enc_bw, 1), keep_dec=rows(noise.keep_dec, 1),
+            x=rows(x, 1), B=B, N=N, backward=backward, z=rows(head.z, 0),
+            state0=rows(head.state0, 0), keep_dec=rows(noise.keep_dec, 1),
             in_mask=rows(noise.in_mask, 1), out_mask=rows(noise.out_mask, 1))
 
     def _forward_rows(self, job):
-        """Forward pass of one row block. Returns its offset and pen loss sums (scaled by the
-        whole batch's 1 / (B N) only later), its share of the KL, and the cache."""
-        hp, xp, dt, K = self.hp, self.xp, self.dtype, self.backend.kernels
+        """Decoder and loss of one row block. Returns its offset and pen loss sums (scaled by
+        the whole batch's 1 / (B N) only later) and the cache."""
+        hp, xp, K = self.hp, self.xp, self.backend.kernels
         P = self.params
         x, N = job.x, job.N
         Bp = x.shape[1]
         Hd, Nz = hp.dec_rnn_size, hp.z_size
-        c = SimpleNamespace()
-        if hp.conditional:
-            L = xp.asarray(job.lengths)
-            h_enc, c.enc = encoder_forward(x[1:], L, self._p_enc_fw, self._p_enc_bw,
-                                           self.enc_cell, hp.enc_rnn_size,
-                                           job.keep_enc_fw, job.keep_enc_bw, K,
-                                           host_lengths=job.lengths)
-            mu, s, c.z, c.lat = latent_forward(h_enc, self._p_lat, job.eps)
-            kl, c.kl = kl_forward(mu, s, batch_size=job.B)
-            c.state0 = xp.tanh(c.z @ P["dec_init/W"] + P["dec_init/b"])
-        else:
-            kl = xp.zeros((), dtype=dt)
-            c.state0 = xp.zeros((Bp, self.dec_state_size), dtype=dt)
+        c = SimpleNamespace(z=job.z, state0=job.state0)
         # decoder inputs [S_{i-1}, z]: z is the same at every step, so the cell projects it once
         # (x_const) instead of repeating it N times, unless input dropout masks it per step
         c.z_const = hp.conditional and job.in_mask is None
@@ -482,10 +520,11 @@ class SketchRNN:
             offset_sum, pen_sum, c.dy = K.mdn_loss_and_grad(y, target, 1.0 / (job.B * N))
         else:
             offset_sum, pen_sum = K.mdn_loss(y, target)
-        return SimpleNamespace(offset_sum=offset_sum, pen_sum=pen_sum, kl=kl, cache=c)
+        return SimpleNamespace(offset_sum=offset_sum, pen_sum=pen_sum, cache=c)
 
     def _backward_rows(self, job):
-        """Backward pass of one row block: overwrites every gradient view in ``job.grads``."""
+        """Backward of one row block's decoder and loss: overwrites the decoder's gradient views
+        in ``job.grads`` and sets ``job.dz`` (the block's gradient w.r.t. z; conditional)."""
         hp, P, G = self.hp, self.params, job.grads
         c, N = job.cache, job.N
         Bp = job.x.shape[1]
@@ -496,7 +535,11 @@ class SketchRNN:
         dhs2 = c.dy @ P["out/W"].T
         if job.out_mask is not None:
             dhs2 *= job.out_mask.reshape(N * Bp, Hd)
-        ddec_in, dstate0, g_dec = self.dec_cell.backward(dhs2.reshape(N, Bp, Hd), None, c.dec)
+        # the gradient w.r.t. the decoder's per-step input is needed only for its z part when z
+        # goes in at every step (input dropout); the strokes are data
+        need_dx = hp.conditional and not c.z_const
+        ddec_in, dstate0, g_dec = self.dec_cell.backward(dhs2.reshape(N, Bp, Hd), None, c.dec,
+                                                         need_dx=need_dx)
         for k, g in g_dec.items():
             G["dec/" + k][...] = g
         if not hp.conditional:
@@ -514,16 +557,7 @@ class SketchRNN:
         G["dec_init/W"][...] = c.z.T @ dpre
         G["dec_init/b"][...] = dpre.sum(axis=0)
         dz += dpre @ P["dec_init/W"].T
-        # forward was: this block's KL share (its gradient dkl is the whole batch's)
-        dmu_kl, ds_kl = kl_backward(job.dkl, c.kl)
-        dh_enc, g_lat = latent_backward(dz, dmu_kl, ds_kl, c.lat)
-        for k, g in g_lat.items():
-            G[k][...] = g
-        _, g_fw, g_bw = encoder_backward(dh_enc, c.enc)
-        for k, g in g_fw.items():
-            G["enc_fw/" + k][...] = g
-        for k, g in g_bw.items():
-            G["enc_bw/" + k][...] = g
+        job.dz = dz
 
     # ------------------------------------------------------------------ inference hooks
 

@@ -5,8 +5,9 @@
     S = cell.state_size(hidden_size)                             # state array width
     hs, state_T, cache = cell.forward(x, state0, p, keep=None, mask=None, kernels=None,
                                       x_const=None, active=None)
-    dx, dstate0, grads = cell.backward(dhs, dstate_T, cache)   # dx = (dx_seq, dx_const) with
-                                                                # x_const
+    dx, dstate0, grads = cell.backward(dhs, dstate_T, cache, need_dx=True)
+    # dx = (dx_seq, dx_const) with x_const; need_dx=False: no gradient w.r.t. the per-step
+    # input (dx, or dx_seq, is None)
     h, new_state = cell.step(x_t, state, p, kernels=None)
 
 | name         | module                    | state layout           |

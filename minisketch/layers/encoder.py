@@ -34,8 +34,16 @@ def reverse_index(lengths, T):
     return xp.where(t < L, L - 1 - t, t)
 
 
+def _run_both(parallel, fw, bw):
+    """(fw(), bw()): one after the other, or through ``parallel`` (a function that runs a list
+    of thunks, in threads say, and returns their results in order)."""
+    if parallel is None:
+        return fw(), bw()
+    return tuple(parallel([fw, bw]))
+
+
 def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, keep_bw=None,
-                    kernels=None, host_lengths=None):
+                    kernels=None, host_lengths=None, parallel=None):
     """Run both directions and return the final hidden states.
 
     Inputs:
@@ -52,6 +60,10 @@ def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, kee
                            at step t the real rows are a prefix, and the cells compute only
                            those (``active``); padding steps cost nothing. Same numbers as
                            the masked run to float rounding.
+        parallel           None (the directions run one after the other), or a function that
+                           runs a list of thunks and returns their results in order: the two
+                           directions are independent, so it may run them in two threads.
+                           Same numbers either way.
     Returns:
         h [B, 2H] = [h_fw_final | h_bw_final]; cache for ``encoder_backward``.
     """
@@ -65,10 +77,12 @@ def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, kee
             order = None                                            # already sorted
         else:
             perm = xp.asarray(order)
-            x = x[:, perm]
+            # take(axis=1) gives C-contiguous arrays (x[:, perm] would not be): the compiled
+            # step kernels vectorize only over contiguous rows
+            x = xp.take(x, perm, axis=1)
             lengths = lengths[perm]
-            keep_fw = None if keep_fw is None else keep_fw[:, perm]
-            keep_bw = None if keep_bw is None else keep_bw[:, perm]
+            keep_fw = None if keep_fw is None else xp.take(keep_fw, perm, axis=1)
+            keep_bw = None if keep_bw is None else xp.take(keep_bw, perm, axis=1)
             Lh = Lh[order]
         # real rows at step t: those with L_b > t, a prefix once sorted
         active = np.searchsorted(-Lh, -np.arange(T), side="left").tolist()
@@ -81,8 +95,10 @@ def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, kee
         opts = {"mask": (xp.arange(T)[:, None] < lengths[None, :]).astype(x.dtype)}  # [T, B]
     else:
         opts = {"active": active}
-    hs_f, _, cache_f = cell.forward(x, state0, p_fw, keep=keep_fw, kernels=kernels, **opts)
-    hs_b, _, cache_b = cell.forward(x_rev, state0, p_bw, keep=keep_bw, kernels=kernels, **opts)
+    (hs_f, _, cache_f), (hs_b, _, cache_b) = _run_both(
+        parallel,
+        lambda: cell.forward(x, state0, p_fw, keep=keep_fw, kernels=kernels, **opts),
+        lambda: cell.forward(x_rev, state0, p_bw, keep=keep_bw, kernels=kernels, **opts))
     last = lengths - 1
     h = xp.concatenate([hs_f[last, cols], hs_b[last, cols]], axis=1)
     if order is not None:
@@ -93,11 +109,14 @@ def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, kee
     return h, cache
 
 
-def encoder_backward(dh, cache):
+def encoder_backward(dh, cache, need_dx=True, parallel=None):
     """Gradients of ``encoder_forward`` (fresh arrays).
 
-    Inputs:  dh [B, 2H] gradient w.r.t. h; cache from the forward.
-    Returns: dx [T, B, D]; grads_fw, grads_bw (dicts shaped like p_fw, p_bw).
+    Inputs:  dh [B, 2H] gradient w.r.t. h; cache from the forward; need_dx=False skips the
+             gradient w.r.t. x (the model's encoder reads data: nobody needs it);
+             parallel as in ``encoder_forward``.
+    Returns: dx [T, B, D] (None with need_dx=False); grads_fw, grads_bw (dicts shaped like p_fw,
+             p_bw).
     """
     (T, B, D), rev, last, H, cache_f, cache_b, cell, dtype, order = cache
     xp = get_xp(dh)
@@ -110,8 +129,12 @@ def encoder_backward(dh, cache):
     dhs_f[last, cols] = dh[:, :H]
     dhs_b = xp.zeros((T, B, H), dtype=dtype)
     dhs_b[last, cols] = dh[:, H:]
-    dx_f, _, grads_fw = cell.backward(dhs_f, None, cache_f)
-    dx_rev, _, grads_bw = cell.backward(dhs_b, None, cache_b)
+    (dx_f, _, grads_fw), (dx_rev, _, grads_bw) = _run_both(
+        parallel,
+        lambda: cell.backward(dhs_f, None, cache_f, need_dx=need_dx),
+        lambda: cell.backward(dhs_b, None, cache_b, need_dx=need_dx))
+    if not need_dx:
+        return None, grads_fw, grads_bw
     # forward was: x_rev = x[rev, b] with rev a permutation of each column: scatter back
     dx = dx_f.copy()
     dx[rev, cols[None, :]] += dx_rev

@@ -298,13 +298,15 @@ def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const
     return st.h[1:], state_T, cache
 
 
-def hyper_lstm_backward(dhs, dstate_T, cache):
+def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
     """Gradients of ``hyper_lstm_forward`` (fresh arrays, nothing accumulated).
 
-    Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H + 2Hh] or None (zeros).
+    Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H + 2Hh] or None (zeros); need_dx as
+    in ``lstm_backward``.
     Returns: dx; dstate0 [B, 2H + 2Hh]; grads with the keys of p.
         dx is [T, B, D], or, when the forward had x_const, the pair
-        (dx_seq [T, B, Dx], dx_const [B, Dc]) (dx_const sums the gradient over all steps).
+        (dx_seq [T, B, Dx], dx_const [B, Dc]) (dx_const sums the gradient over all steps);
+        need_dx=False gives None for dx or dx_seq.
     """
     x, x_const, p, keep, mask, active, XW, st, sv, K = cache
     xp = get_xp(x)
@@ -410,9 +412,12 @@ def hyper_lstm_backward(dhs, dstate_T, cache):
     hW_x = p["hyper_W_xh"][:D]
     # forward was: XW = X @ W_xh and HX = X @ hyper_W_xh[:D] over all steps (with x_const: its
     # part projected once, so its gradients see the step gradients summed over time)
-    dx_a, dW_xh, _ = input_projection_backward(dXW, x, p["W_xh"], x_const)
-    dx_b, dhW_x, _ = input_projection_backward(dHA, x, hW_x, x_const)
-    dx = dx_a + dx_b if x_const is None else (dx_a[0] + dx_b[0], dx_a[1] + dx_b[1])
+    dx_a, dW_xh, _ = input_projection_backward(dXW, x, p["W_xh"], x_const, need_dx)
+    dx_b, dhW_x, _ = input_projection_backward(dHA, x, hW_x, x_const, need_dx)
+    dx_seq_a, dx_seq_b = (dx_a, dx_b) if x_const is None else (dx_a[0], dx_b[0])
+    dx = dx_seq_a + dx_seq_b if need_dx else None
+    if x_const is not None:
+        dx = (dx, dx_a[1] + dx_b[1])
     grads = {
         "W_xh": dW_xh,
         "W_hh": Hprev2.T @ dHH2,

@@ -276,12 +276,14 @@ def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=No
     return hs_all[1:], state_T, cache
 
 
-def ln_lstm_backward(dhs, dstate_T, cache):
+def ln_lstm_backward(dhs, dstate_T, cache, need_dx=True):
     """Gradients of ``ln_lstm_forward`` (fresh arrays, nothing accumulated).
 
-    Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H] or None (zeros).
+    Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H] or None (zeros); need_dx as in
+    ``lstm_backward``.
     Returns: dx; dstate0 [B, 2H]; grads with the keys of p. dx is [T, B, D], or, when the
-    forward had x_const, the pair (dx_seq [T, B, Dx], dx_const [B, Dc]).
+    forward had x_const, the pair (dx_seq [T, B, Dx], dx_const [B, Dc]) (None for dx or dx_seq
+    with need_dx=False).
     """
     x, x_const, p, keep, mask, active, hs_all, cs_all, acts, norms, rstds, K = cache
     xp = get_xp(x)
@@ -330,7 +332,7 @@ def ln_lstm_backward(dhs, dstate_T, cache):
                 dc_prev[n:] = dc[n:]
                 dh_carry[n:] = dh[n:]
         dc, dc_prev = dc_prev, dc
-    dx, dW_xh, _ = input_projection_backward(dA, x, W_xh, x_const)
+    dx, dW_xh, _ = input_projection_backward(dA, x, W_xh, x_const, need_dx)
     dA2 = dA.reshape(T * B, 4 * H)
     dg, db, dgc, dbc = ln_param_grads(dY, norms, H)
     grads = {

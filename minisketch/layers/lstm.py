@@ -128,23 +128,25 @@ def input_projection(x, W_xh, b=None, x_const=None):
     return XW
 
 
-def input_projection_backward(dA, x, W_xh, x_const=None):
+def input_projection_backward(dA, x, W_xh, x_const=None, need_dx=True):
     """Backward of ``input_projection`` given dA [T, B, 4H], the gradient w.r.t. its output.
 
     Returns (dx, dW_xh [D, 4H], dA_sum): without x_const dx [T, B, D] and dA_sum None; with it
     dx = (dx_seq [T, B, Dx], dx_const [B, Dc]) and dA_sum = dA summed over steps [B, 4H] (what
-    the bias gradient needs)."""
+    the bias gradient needs). need_dx=False skips the gradient w.r.t. the per-step input x (a
+    [T B, 4H] x [4H, Dx] product nobody reads when x is data): dx, or dx_seq, is then None."""
     xp = get_xp(dA)
     T, B, Dx = x.shape
     G = dA.shape[2]
     dA2 = dA.reshape(T * B, G)
     if x_const is None:
         # forward was: XW = X @ W_xh, one matmul over all steps
-        return (dA2 @ W_xh.T).reshape(T, B, Dx), x.reshape(T * B, Dx).T @ dA2, None
+        dx = (dA2 @ W_xh.T).reshape(T, B, Dx) if need_dx else None
+        return dx, x.reshape(T * B, Dx).T @ dA2, None
     # forward was: XW[t] = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] at every step t, so the
     # constant part's gradients see dA summed over the steps
     dA_sum = dA.sum(axis=0)
-    dx_seq = (dA2 @ W_xh[:Dx].T).reshape(T, B, Dx)
+    dx_seq = (dA2 @ W_xh[:Dx].T).reshape(T, B, Dx) if need_dx else None
     dx_const = dA_sum @ W_xh[Dx:].T
     dW = xp.empty(W_xh.shape, dtype=xp.result_type(x.dtype, x_const.dtype, dA.dtype))
     xp.matmul(x.reshape(T * B, Dx).T, dA2, out=dW[:Dx])
@@ -317,16 +319,17 @@ def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=None,
     return hs_all[1:], state_T, cache
 
 
-def lstm_backward(dhs, dstate_T, cache):
+def lstm_backward(dhs, dstate_T, cache, need_dx=True):
     """Gradients of ``lstm_forward`` (fresh arrays, nothing accumulated).
 
     Inputs:
         dhs [T, B, H] or None   gradient w.r.t. hs (None = zeros)
         dstate_T [B, 2H] or None   gradient w.r.t. state_T (None = zeros)
+        need_dx  False: the gradient w.r.t. the per-step input x is not computed (None)
     Returns:
         dx; dstate0 [B, 2H]; grads {"W_xh", "W_hh", "b"} shaped like the params.
         dx is [T, B, D], or, when the forward had x_const, the pair
-        (dx_seq [T, B, Dx], dx_const [B, Dc]).
+        (dx_seq [T, B, Dx], dx_const [B, Dc]); need_dx=False gives None for dx or dx_seq.
     """
     x, x_const, p, keep, mask, active, hs_all, cs_all, acts, K = cache
     xp = get_xp(x)
@@ -371,7 +374,7 @@ def lstm_backward(dhs, dstate_T, cache):
                 dh_carry[n:] = dh[n:]
         dc, dc_prev = dc_prev, dc
     # forward was: XW = X @ W_xh + b, and hh_t = h_prev_t @ W_hh: one matmul each over all steps
-    dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const)
+    dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const, need_dx)
     dA2 = dA.reshape(T * B, 4 * H)
     grads = {
         "W_xh": dW_xh,
