@@ -338,11 +338,13 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
     if dstate_T is not None:
         parts = hyper_lstm_split_state(dstate_T, H, Hh)
         dh_carry[...], dhh_carry[...], dc[...], dchat[...] = parts
-    W_hhT, W_zwT, W_zbT = p["W_hh"].T, p["W_zw"].T, p["W_zb"].T
+    # transposed weights of the per-step products made contiguous once (see lstm_backward)
+    W_hhT, W_zwT, W_zbT = (xp.ascontiguousarray(p[k].T) for k in ("W_hh", "W_zw", "W_zb"))
     # contiguous once per sequence (CuPy's batched matmul would copy them at every step)
     W_alphaT = xp.ascontiguousarray(p["W_alpha"].transpose(0, 2, 1))
     W_betaT = xp.ascontiguousarray(p["W_beta"].transpose(0, 2, 1))
-    hW_hT, hW_hhT = p["hyper_W_xh"][D:].T, p["hyper_W_hh"].T
+    hW_hT = xp.ascontiguousarray(p["hyper_W_xh"][D:].T)
+    hW_hhT = xp.ascontiguousarray(p["hyper_W_hh"].T)
     for t in range(T - 1, -1, -1):
         n = B if active is None else active[t]
         if dhs is None:
