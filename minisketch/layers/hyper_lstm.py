@@ -42,10 +42,11 @@ matmul / reduction) each over all steps; buffers allocated once per sequence.
 
 Saved per-step arrays are [B, ...] slices of per-sequence [T, B, ...] arrays, except alpha: its
 step t is one flat run of 8 B H values holding the step's [8, n, H] scales (n = B without
-``active``), so that the scales of a leading-row prefix are contiguous too. The backward keeps the
-per-step gradient w.r.t. alpha as dALPHA [8, T, B, H], the layout of the W_alpha gradient's one
-batched matmul ([8, E, T B] @ [8, T B, H]: the reshape is free), filled step by step from a
-contiguous [8, n, H] kernel output.
+``active``), so that the scales of a leading-row prefix are contiguous too. The backward adds
+up the gradients that only parameter reductions read, W_alpha's (one batched [8, E, n] @
+[8, n, H] product a step) and the layer-norm gammas' and betas', step by step into small
+accumulators instead of keeping [T, B, ...] arrays of per-step gradients for one product at the
+end (1.6 GB fewer at the reference sizes, for about the same work).
 
 Two optional arguments of ``hyper_lstm_forward`` skip work without changing the math (the
 backward reads them from the cache); calls without them are unchanged:
@@ -261,15 +262,15 @@ def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const
         c=xp.empty((T + 1, B, H), dt), chat=xp.empty((T + 1, B, Hh), dt))
     st.h[0], st.hhat[0], st.c[0], st.chat[0] = h0, hh0, c0, ch0
     # saved for backward, one slice per step. With active, the rows >= active[t] of the arrays
-    # that the all-steps weight-gradient products read (norms, zw, zb) are zeros (their
+    # that the all-steps weight-gradient products read (zw, zb) are zeros (their
     # gradients there are 0, and 0 * uninitialized memory could be nan); the others' stay unread
     zeros = xp.empty if active is None else xp.zeros
     sv = SimpleNamespace(
         hh=xp.empty((T, B, 4 * H), dt), hact=xp.empty((T, B, 5 * Hh), dt),
-        hnorm=zeros((T, B, 5 * Hh), dt), hrstd=xp.empty((T, B, 5), dt),
+        hnorm=xp.empty((T, B, 5 * Hh), dt), hrstd=xp.empty((T, B, 5), dt),
         zw=zeros((T, B, 8 * E), dt), zb=zeros((T, B, 4 * E), dt),
         alpha=xp.empty((T, 8 * B * H), dt),      # step t: [8, n, H] in its first 8 n H entries
-        act=xp.empty((T, B, 5 * H), dt), norm=zeros((T, B, 5 * H), dt),
+        act=xp.empty((T, B, 5 * H), dt), norm=xp.empty((T, B, 5 * H), dt),
         rstd=xp.empty((T, B, 5), dt))
     scratch = SimpleNamespace(ha=xp.empty((B, 4 * Hh), dt), tmp=xp.empty((B, 4 * Hh), dt),
                               a=xp.empty((B, 4 * H), dt), beta=xp.empty(4 * B * H, dt))
@@ -317,14 +318,19 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
     # >= active[t] stay 0, as at mask-0 steps)
     zeros = xp.empty if active is None else xp.zeros
     dA = zeros((T, B, 4 * H), dt)           # w.r.t. the main cell's pre-activations a
-    dY = zeros((T, B, 5 * H), dt)           # w.r.t. the main cell's layer-norm outputs
+    dY = xp.empty((B, 5 * H), dt)           # w.r.t. the main cell's layer-norm outputs (a step)
     dXW = zeros((T, B, 4 * H), dt)          # w.r.t. x_t @ W_xh
     dHH = zeros((T, B, 4 * H), dt)          # w.r.t. h_prev @ W_hh
-    dALPHA = zeros((8, T, B, H), dt)        # w.r.t. alpha: the W_alpha product's layout
     dZW = zeros((T, B, 8 * E), dt)
     dZB = zeros((T, B, 4 * E), dt)
     dHA = zeros((T, B, 4 * Hh), dt)         # w.r.t. the hyper cell's pre-activations
-    dHY = zeros((T, B, 5 * Hh), dt)
+    dHY = xp.empty((B, 5 * Hh), dt)
+    # parameter gradients accumulated step by step (float64: 250 float32 partial sums would
+    # lose more than the one all-steps reduction did)
+    acc = SimpleNamespace(ln=[xp.zeros(n, xp.float64) for n in (4 * H, 4 * H, H, H)],
+                          hln=[xp.zeros(n, xp.float64) for n in (4 * Hh, 4 * Hh, Hh, Hh)],
+                          W_alpha=xp.zeros((8, E, H), xp.float64))
+    gW_alpha_t = xp.empty((8, E, H), dt)
     # carried state gradients (w.r.t. the state leaving step t) and scratch
     dh_carry, dhh_carry = xp.zeros((B, H), dt), xp.zeros((B, Hh), dt)
     dc, dchat = xp.zeros((B, H), dt), xp.zeros((B, Hh), dt)
@@ -373,11 +379,15 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         # main cell (forward was: ln_lstm_cell_forward(a, c_prev, h_prev, ...))
         K.ln_lstm_cell_backward(dh[:n], dc[:n], st.c[t][:n], keep_t, mask_t, p["ln_gamma"],
                                 p["ln_c_gamma"], sv.act[t][:n], sv.norm[t][:n], sv.rstd[t][:n],
-                                dA_t, dY[t][:n], dc_prev[:n], dh_pass[:n])
+                                dA_t, dY[:n], dc_prev[:n], dh_pass[:n])
+        for a, g in zip(acc.ln, ln_param_grads(dY[:n], sv.norm[t][:n], H)):
+            a += g
         # forward was: a = hyper_modulate(xw, hh, alpha, beta, b)
         K.hyper_modulate_backward(dA_t, XW[t][:n], sv.hh[t][:n],
                                   sv.alpha[t, :8 * n * H].reshape(8, n, H), dXW_t, dHH_t, dalpha)
-        dALPHA[:, t, :n] = dalpha
+        # forward was: alpha_k = zw_k @ W_alpha[k]: W_alpha[k] gets zw_k^T @ dalpha_k
+        xp.matmul(sv.zw[t][:n].reshape(n, 8, E).transpose(1, 2, 0), dalpha, out=gW_alpha_t)
+        acc.W_alpha += gW_alpha_t
         # forward was: alpha = zw (as [8, n, E]) @ W_alpha; beta = zb (as [4, n, E]) @ W_beta,
         # and beta_k is added to a_k, so dbeta = da block by block
         xp.matmul(dalpha, W_alphaT, out=dzw8)
@@ -392,8 +402,10 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         # hyper cell (forward was: ln_lstm_cell_forward(a_hat, c_hat_prev, h_hat_prev, ...))
         K.ln_lstm_cell_backward(dhhat_n, dchat[:n], st.chat[t][:n], None, mask_t,
                                 p["hyper_ln_gamma"], p["hyper_ln_c_gamma"], sv.hact[t][:n],
-                                sv.hnorm[t][:n], sv.hrstd[t][:n], dHA_t, dHY[t][:n],
+                                sv.hnorm[t][:n], sv.hrstd[t][:n], dHA_t, dHY[:n],
                                 dchat_prev[:n], dhh_pass[:n])
+        for a, g in zip(acc.hln, ln_param_grads(dHY[:n], sv.hnorm[t][:n], Hh)):
+            a += g
         # forward was: a_hat = hx + h_prev @ hyper_W_xh[D:] + h_hat_prev @ hyper_W_hh and
         # hh = h_prev @ W_hh (plus the pass-throughs at mask-0 steps)
         xp.matmul(dHH_t, W_hhT, out=dhc)
@@ -404,13 +416,13 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         dhhc += dhh_pass[:n]
         dc, dc_prev = dc_prev, dc
         dchat, dchat_prev = dchat_prev, dchat
-    # weight gradients: one matmul (or batched matmul / reduction) each over all steps
+    # the other weight gradients: one matmul (or batched matmul / reduction) each over all steps
     TB = T * B
     dA2, dXW2, dHH2, dHA2 = (a.reshape(TB, -1) for a in (dA, dXW, dHH, dHA))
     Hprev2 = st.h[:T].reshape(TB, H)
     Hhat2 = st.hhat[1:].reshape(TB, Hh)          # h_hat produced at each step (read by zw, zb)
-    dg, dbt, dgc, dbc = ln_param_grads(dY, sv.norm, H)
-    hdg, hdbt, hdgc, hdbc = ln_param_grads(dHY, sv.hnorm, Hh)
+    dg, dbt, dgc, dbc = (a.astype(dt) for a in acc.ln)
+    hdg, hdbt, hdgc, hdbc = (a.astype(dt) for a in acc.hln)
     hW_x = p["hyper_W_xh"][:D]
     # forward was: XW = X @ W_xh and HX = X @ hyper_W_xh[:D] over all steps (with x_const: its
     # part projected once, so its gradients see the step gradients summed over time)
@@ -431,9 +443,7 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         "hyper_ln_c_beta": hdbc,
         "W_zw": Hhat2.T @ dZW.reshape(TB, 8 * E),
         "b_zw": dZW.reshape(TB, 8 * E).sum(axis=0),
-        # W_alpha[k] = sum over steps of zw_k^T @ dalpha_k: [8, E, TB] @ [8, TB, H]
-        "W_alpha": xp.matmul(sv.zw.reshape(TB, 8, E).transpose(1, 2, 0),
-                             dALPHA.reshape(8, TB, H)),
+        "W_alpha": acc.W_alpha.astype(dt),           # summed over the steps in the loop
         "W_zb": Hhat2.T @ dZB.reshape(TB, 4 * E),
         # W_beta[k] = sum over steps of zb_k^T @ da_k: [4, E, TB] @ [4, TB, H]
         "W_beta": xp.matmul(sv.zb.reshape(TB, 4, E).transpose(1, 2, 0),
