@@ -55,9 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="threads for BLAS, Numba and torch (default: the libraries' default)")
     p.add_argument("--backends", default="numpy,numba,torch",
-                   help="comma-separated, from numpy, numba, numbasplit (Numba as the training "
-                        "command runs it: BLAS on one thread, the step in one row block per "
-                        "core), numbapar (Numba with "
+                   help="comma-separated, from numpy, numba, numpysplit and numbasplit (NumPy "
+                        "and Numba as the training command runs them: BLAS on one thread, the "
+                        "step in one row block per core), numbapar (Numba with "
                         "MINISKETCH_NUMBA_PARALLEL=1: kernels split across Numba's threads) "
                         "and torch")
     p.add_argument("--fused", action="store_true",
@@ -97,11 +97,12 @@ def command(args, backend, dec, fused=False, extra=()):
         if fused:
             cmd.append("--fused")
     else:
-        name = "numba" if backend in ("numbapar", "numbasplit") else backend
+        name = {"numbapar": "numba", "numbasplit": "numba", "numpysplit": "numpy"}.get(backend,
+                                                                                   backend)
         cmd = [sys.executable, os.path.join(HERE, "bench_step.py"), "--backend", name] + common
         if backend == "numbapar":
             cmd += ["--model-threads", "1"]      # unsplit step
-        if backend == "numbasplit":
+        if backend in ("numbasplit", "numpysplit"):
             cmd += ["--model-threads", str(len(os.sched_getaffinity(0)))]
     return cmd + list(extra)
 
@@ -109,7 +110,7 @@ def command(args, backend, dec, fused=False, extra=()):
 def run_one(cmd, env, backend=None):
     if backend == "numbapar":    # Numba kernels split across Numba's threads (opt-in)
         env = dict(env, MINISKETCH_NUMBA_PARALLEL="1")
-    if backend == "numbasplit":  # BLAS on one thread from the start, as train.py sets it
+    if backend in ("numbasplit", "numpysplit"):  # BLAS on one thread, as train.py sets it
         env = dict(env, **{v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                             "MKL_NUM_THREADS")})
     load = os.getloadavg()[0]

@@ -150,14 +150,16 @@ def hyper_modulate_backward(da_t, xw_t, hh_t, alpha_t, dxw_out, dhh_out, dalpha_
         dalpha_out [8, B, H] gradient w.r.t. alpha_t
     (The gradients w.r.t. beta_t and b are da_t itself, block by block: the caller uses da_t.)
     """
+    xp = get_xp(da_t)
     H = da_t.shape[1] // 4
     for k in range(4):
         s = slice(k * H, (k + 1) * H)
         # forward was: a_k = alpha_k * xw_k + (alpha_{4+k} * hh_k + beta_k) + b_k
-        dxw_out[:, s] = alpha_t[k] * da_t[:, s]
-        dhh_out[:, s] = alpha_t[4 + k] * da_t[:, s]
-        dalpha_out[k] = da_t[:, s] * xw_t[:, s]
-        dalpha_out[4 + k] = da_t[:, s] * hh_t[:, s]
+        # (products written straight into the outputs: no temporaries)
+        xp.multiply(alpha_t[k], da_t[:, s], out=dxw_out[:, s])
+        xp.multiply(alpha_t[4 + k], da_t[:, s], out=dhh_out[:, s])
+        xp.multiply(da_t[:, s], xw_t[:, s], out=dalpha_out[k])
+        xp.multiply(da_t[:, s], hh_t[:, s], out=dalpha_out[4 + k])
 
 
 # ---------------------------------------------------------------------------------------------

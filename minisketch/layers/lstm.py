@@ -60,11 +60,8 @@ def sigmoid(x, out=None):
     x any shape; out (same shape) to write into, or None for a new array. Returns the result."""
     xp = get_xp(x)
     e = xp.exp(-xp.abs(x))                      # in (0, 1]
-    r = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-    if out is None:
-        return r
-    out[...] = r
-    return out
+    num = xp.where(x >= 0, 1.0, e)              # 1 / (1 + e) for x >= 0, e / (1 + e) below
+    return xp.divide(num, 1.0 + e, out=out)
 
 
 def resolve_kernels(kernels):
