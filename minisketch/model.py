@@ -49,6 +49,7 @@ fixed by ``threads`` and the batch size, so a run is deterministic on a given ma
 """
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -146,6 +147,7 @@ class SketchRNN:
             raise ModelError(f"threads must be a positive integer, got {threads!r}")
         self.threads = int(threads)
         self._pool = None                 # worker threads, started on the first split step
+        self._noise_pool = None           # one more thread for the decoder's noise
         self._pool_size = 0
         self._extra_flat_grads = []       # gradient buffers of row blocks 2, 3, ...
         self._noise_bufs = {}             # host dropout-mask buffers (see ``_noise_buffers``)
@@ -301,19 +303,28 @@ class SketchRNN:
 
     def _draw_noise(self, rng, B: int, N: int, training: bool) -> SimpleNamespace:
         """eps and dropout masks from ``rng`` in the fixed order of the module docstring."""
+        out = self._draw_head_noise(rng, B, N, training)
+        self._draw_rows_noise(rng, B, N, training, out)
+        return out
+
+    def _mask(self, rng, name, shape, keep):
+        """A dropout multiplier array (0 or 1 / keep) of ``shape`` from ``rng``."""
+        xp, dt = self.xp, self.dtype
+        if xp is not np or not isinstance(rng, np.random.Generator):
+            drop = rng.random(shape, dtype=np.float32) < keep    # float32 uniforms
+            return xp.asarray(drop).astype(dt) * dt.type(1.0 / keep)
+        # host arrays: the same numbers drawn into buffers kept from step to step (no fresh
+        # 50 MB arrays to fault in), converted in place
+        u, drop, out = self._noise_buffers(name, shape)
+        rng.random(dtype=np.float32, out=u)
+        np.less(u, keep, out=drop)
+        return np.multiply(drop, dt.type(1.0 / keep), out=out)
+
+    def _draw_head_noise(self, rng, B: int, N: int, training: bool) -> SimpleNamespace:
+        """The first part of ``_draw_noise``: eps and the encoder's masks (what the encoder and
+        the latent layer read); the decoder's masks are left None."""
         hp, xp, dt = self.hp, self.xp, self.dtype
-
-        def mask(name, shape, keep):
-            if xp is not np or not isinstance(rng, np.random.Generator):
-                drop = rng.random(shape, dtype=np.float32) < keep    # float32 uniforms
-                return xp.asarray(drop).astype(dt) * dt.type(1.0 / keep)
-            # host arrays: the same numbers drawn into buffers kept from step to step (no fresh
-            # 50 MB arrays to fault in), converted in place
-            u, drop, out = self._noise_buffers(name, shape)
-            rng.random(dtype=np.float32, out=u)
-            np.less(u, keep, out=drop)
-            return np.multiply(drop, dt.type(1.0 / keep), out=out)
-
+        mask = functools.partial(self._mask, rng)
         out = SimpleNamespace(eps=None, keep_enc_fw=None, keep_enc_bw=None, keep_dec=None,
                               in_mask=None, out_mask=None)
         if hp.conditional:
@@ -321,10 +332,19 @@ class SketchRNN:
                                  .astype(dt))
         if not training:
             return out
+        if hp.use_recurrent_dropout and hp.conditional:
+            out.keep_enc_fw = mask("enc_fw", (N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
+            out.keep_enc_bw = mask("enc_bw", (N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
+        return out
+
+    def _draw_rows_noise(self, rng, B: int, N: int, training: bool, out: SimpleNamespace):
+        """The rest of ``_draw_noise`` after ``_draw_head_noise`` (same ``rng``, continuing its
+        stream): the decoder's masks, written into ``out``."""
+        hp = self.hp
+        if not training:
+            return out
+        mask = functools.partial(self._mask, rng)
         if hp.use_recurrent_dropout:
-            if hp.conditional:
-                out.keep_enc_fw = mask("enc_fw", (N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
-                out.keep_enc_bw = mask("enc_bw", (N, B, hp.enc_rnn_size), hp.recurrent_dropout_prob)
             out.keep_dec = mask("dec", (N, B, hp.dec_rnn_size), hp.recurrent_dropout_prob)
         if hp.use_input_dropout:
             out.in_mask = mask("in", (N, B, self.dec_input_size), hp.input_dropout_prob)
@@ -369,16 +389,34 @@ class SketchRNN:
             futures = [self._pool.submit(fn, job) for job in jobs]
             return [f.result() for f in futures]
 
+    def _noise_worker(self) -> ThreadPoolExecutor:
+        """One thread for drawing noise beside the step's workers (started on first use)."""
+        if self._noise_pool is None:
+            self._noise_pool = ThreadPoolExecutor(max_workers=1,
+                                                  thread_name_prefix="minisketch-noise")
+        return self._noise_pool
+
     def _run(self, batch, step, training, backward):
         hp, xp, dt = self.hp, self.xp, self.dtype
         strokes, lengths = self._check_batch(batch)
         B, N = strokes.shape[0], strokes.shape[1] - 1
-        noise = self._draw_noise(self._noise_rng(step), B, N, training)
+        rng = self._noise_rng(step)
+        noise = self._draw_head_noise(rng, B, N, training)
+        parts = self._row_parts(B)
+        if len(parts) > 1 and isinstance(rng, np.random.Generator):
+            # the decoder's masks continue rng's stream in a thread of their own while the
+            # encoder runs (the same numbers as drawn here; the draw is serial work otherwise)
+            rows_noise = self._noise_worker().submit(self._draw_rows_noise, rng, B, N, training,
+                                                     noise)
+        else:
+            self._draw_rows_noise(rng, B, N, training, noise)
+            rows_noise = None
         # the host batch, time-major [N+1, B, 5], uploaded once
         x = xp.asarray(np.ascontiguousarray(strokes.transpose(1, 0, 2), dtype=dt))
         w_step = self.kl_weight(step)
-        parts = self._row_parts(B)
         head = self._forward_head(x, lengths, noise, B, len(parts) > 1)
+        if rows_noise is not None:
+            rows_noise.result()
         jobs = [self._rows_job(x, noise, head, r0, r1, B, N, backward, len(parts) > 1)
                 for r0, r1 in parts]
         fwd = self._map(self._forward_rows, jobs)
