@@ -83,26 +83,22 @@ def _exp_minus_one_minus(s):
     return xp.where(xp.abs(s) < 0.1, series, xp.expm1(s) - s)
 
 
-def kl_forward(mu, s, batch_size=None):
+def kl_forward(mu, s):
     """KL = -1/(2 B N_z) sum(1 + s - mu^2 - exp(s)) (raw, unfloored), computed as
     1/(2 B N_z) sum(mu^2 + (e^s - 1 - s)) with the bracket free of cancellation.
 
-    Inputs: mu, s [B', N_z]; batch_size: the B of the normalization (None: B' = mu.shape[0]).
-    A batch split into row blocks gives each block's share with batch_size = the whole B; the
-    shares add up to the whole batch's KL. Returns: kl (0-d array); cache for ``kl_backward``."""
-    Bp, Nz = mu.shape
-    B = Bp if batch_size is None else int(batch_size)
+    Inputs: mu, s [B, N_z]. Returns: kl (0-d array); cache (mu, s) for ``kl_backward``."""
+    B, Nz = mu.shape
     kl = (mu * mu + _exp_minus_one_minus(s)).sum() / (2.0 * B * Nz)
-    return kl, (mu, s, B)
+    return kl, (mu, s)
 
 
 def kl_backward(dkl, cache):
-    """Gradients of ``kl_forward``. dkl: scalar (0-d array or float); cache: from
-    ``kl_forward``, or just (mu, s) (then B = mu.shape[0]). Returns dmu, ds [B', N_z]."""
-    mu, s = cache[0], cache[1]
-    B = cache[2] if len(cache) > 2 else mu.shape[0]
+    """Gradients of ``kl_forward``. dkl: scalar (0-d array or float); cache: (mu, s) from
+    ``kl_forward``. Returns dmu, ds [B, N_z]."""
+    mu, s = cache
     xp = get_xp(mu)
-    Nz = mu.shape[1]
+    B, Nz = mu.shape
     c = dkl / (2.0 * B * Nz)
     # forward was: KL = c0 * sum(mu^2 + e^s - 1 - s), c0 = 1 / (2 B N_z)
     return (2.0 * c) * mu, c * xp.expm1(s)
