@@ -158,6 +158,35 @@ def test_active_equals_mask_random(T, B, D, H, seed, dropout, dstate, dhs, kind,
                  _run(c, x, dstate=dstate, dhs=dhs, mask=c.mask))
 
 
+@HYP
+@given(T=st.integers(1, 6), B=st.integers(1, 5), Dx=st.integers(1, 3), H=st.integers(1, 5),
+       seed=st.integers(0, 2 ** 31 - 1), dropout=st.booleans(),
+       padding=st.sampled_from(["none", "mask", "active"]), x_const=st.booleans())
+def test_per_step_and_all_steps_parameter_sums_agree(T, B, Dx, H, seed, dropout, padding,
+                                                     x_const):
+    """W_alpha's and the layer norms' gradients summed step by step (the host default) or kept
+    and reduced once after the loop (the GPU default): the same numbers to float rounding. The
+    norms' never-written padding rows are filled with nan first: the all-steps reductions read
+    every row, so they must be zeroed, not trusted."""
+    c = _case(seed, T, B, Dx, 2, H, keep_prob=0.75 if dropout else None)
+    x = c.x if x_const else _full(c)
+    kw = {"x_const": c.xc} if x_const else {}
+    kw.update({"none": {}, "mask": {"mask": c.mask}, "active": {"active": c.active}}[padding])
+    out = {}
+    for per_step in (True, False):
+        hs, sT, cache = CELL.forward(x, c.state0, c.p, keep=c.keep, **kw)
+        sv, active = cache[8], cache[5]
+        if active is not None:
+            for t, n in enumerate(active):
+                sv.norm[t][n:] = np.nan
+                sv.hnorm[t][n:] = np.nan
+        hs = hs.copy()
+        dx, ds0, grads = CELL.backward(c.R, c.Rs, cache, per_step=per_step)
+        assert all(np.isfinite(g).all() for g in grads.values())
+        out[per_step] = (hs, sT, dx, ds0, grads)
+    _assert_same(out[False], out[True])
+
+
 def test_active_padding_rows_pass_through_exactly():
     """Rows past active[t] copy the state: a row that never runs ends at its state0, and hs of
     a row after its last real step repeats its last h."""

@@ -42,11 +42,17 @@ matmul / reduction) each over all steps; buffers allocated once per sequence.
 
 Saved per-step arrays are [B, ...] slices of per-sequence [T, B, ...] arrays, except alpha: its
 step t is one flat run of 8 B H values holding the step's [8, n, H] scales (n = B without
-``active``), so that the scales of a leading-row prefix are contiguous too. The backward adds
-up the gradients that only parameter reductions read, W_alpha's (one batched [8, E, n] @
-[8, n, H] product a step) and the layer-norm gammas' and betas', step by step into small
-accumulators instead of keeping [T, B, ...] arrays of per-step gradients for one product at the
-end (1.6 GB fewer at the reference sizes, for about the same work).
+``active``), so that the scales of a leading-row prefix are contiguous too. The gradients that
+only parameter reductions read (W_alpha's, one batched [8, E, n] @ [8, n, H] product a step, and
+the layer-norm gammas' and betas') are summed one of two ways, chosen by ``per_step`` of
+``hyper_lstm_backward`` (the same numbers up to float rounding):
+    * per step (the default on the host): added up step by step into small float64
+      accumulators, instead of keeping [T, B, ...] arrays of per-step gradients (1.6 GB fewer at
+      the reference sizes, for about the same work);
+    * all steps (the default on a GPU, where memory is plentiful and each small launch costs
+      more than its arithmetic): the per-step gradients are kept, dALPHA as [8, T, B, H] (the
+      layout of one batched [8, E, T B] @ [8, T B, H] product: the reshape is free), and reduced
+      once after the loop, a dozen fewer launches a step.
 
 Two optional arguments of ``hyper_lstm_forward`` skip work without changing the math (the
 backward reads them from the cache); calls without them are unchanged:
@@ -301,11 +307,12 @@ def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const
     return st.h[1:], state_T, cache
 
 
-def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
+def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True, per_step=None):
     """Gradients of ``hyper_lstm_forward`` (fresh arrays, nothing accumulated).
 
     Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H + 2Hh] or None (zeros); need_dx as
-    in ``lstm_backward``.
+    in ``lstm_backward``; per_step: how W_alpha's and the layer norms' gradients are summed
+    (module docstring); None = per step on NumPy, all steps at the end on CuPy.
     Returns: dx; dstate0 [B, 2H + 2Hh]; grads with the keys of p.
         dx is [T, B, D], or, when the forward had x_const, the pair
         (dx_seq [T, B, Dx], dx_const [B, Dc]) (dx_const sums the gradient over all steps);
@@ -320,19 +327,26 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
     # >= active[t] stay 0, as at mask-0 steps)
     zeros = xp.empty if active is None else xp.zeros
     dA = zeros((T, B, 4 * H), dt)           # w.r.t. the main cell's pre-activations a
-    dY = xp.empty((B, 5 * H), dt)           # w.r.t. the main cell's layer-norm outputs (a step)
     dXW = zeros((T, B, 4 * H), dt)          # w.r.t. x_t @ W_xh
     dHH = zeros((T, B, 4 * H), dt)          # w.r.t. h_prev @ W_hh
     dZW = zeros((T, B, 8 * E), dt)
     dZB = zeros((T, B, 4 * E), dt)
     dHA = zeros((T, B, 4 * Hh), dt)         # w.r.t. the hyper cell's pre-activations
-    dHY = xp.empty((B, 5 * Hh), dt)
-    # parameter gradients accumulated step by step (float64: 250 float32 partial sums would
-    # lose more than the one all-steps reduction did)
-    acc = SimpleNamespace(ln=[xp.zeros(n, xp.float64) for n in (4 * H, 4 * H, H, H)],
-                          hln=[xp.zeros(n, xp.float64) for n in (4 * Hh, 4 * Hh, Hh, Hh)],
-                          W_alpha=xp.zeros((8, E, H), xp.float64))
-    gW_alpha_t = xp.empty((8, E, H), dt)
+    if per_step is None:
+        per_step = xp is np
+    if per_step:
+        # w.r.t. the layer-norm outputs, a step at a time; the parameter gradients added up
+        # step by step (float64: 250 float32 partial sums would lose more than the one
+        # all-steps reduction does)
+        dY, dHY = xp.empty((1, B, 5 * H), dt), xp.empty((1, B, 5 * Hh), dt)
+        acc = SimpleNamespace(ln=[xp.zeros(n, xp.float64) for n in (4 * H, 4 * H, H, H)],
+                              hln=[xp.zeros(n, xp.float64) for n in (4 * Hh, 4 * Hh, Hh, Hh)],
+                              W_alpha=xp.zeros((8, E, H), xp.float64))
+        gW_alpha_t = xp.empty((8, E, H), dt)
+    else:
+        # kept for one reduction each after the loop (rows >= active[t] stay 0)
+        dY, dHY = zeros((T, B, 5 * H), dt), zeros((T, B, 5 * Hh), dt)
+        dALPHA = zeros((8, T, B, H), dt)    # w.r.t. alpha: the W_alpha product's layout
     # carried state gradients (w.r.t. the state leaving step t) and scratch
     dh_carry, dhh_carry = xp.zeros((B, H), dt), xp.zeros((B, Hh), dt)
     dc, dchat = xp.zeros((B, H), dt), xp.zeros((B, Hh), dt)
@@ -365,6 +379,11 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
             dc_prev[n:] = dc[n:]
             dchat_prev[n:] = dchat[n:]
             dh_carry[n:] = dh[n:]
+            if not per_step:
+                # the all-steps reductions read every row of the norms; the padding rows were
+                # never written, and 0 * uninitialized memory could be nan
+                sv.norm[t][n:] = 0
+                sv.hnorm[t][n:] = 0
         if n == 0:
             dc, dc_prev = dc_prev, dc
             dchat, dchat_prev = dchat_prev, dchat
@@ -379,17 +398,23 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         dzb4 = dzb4_s[:4 * n * E].reshape(4, n, E)
         dhc, dhhc, dhhat_n = dh_carry[:n], dhh_carry[:n], dhhat[:n]
         # main cell (forward was: ln_lstm_cell_forward(a, c_prev, h_prev, ...))
+        dY_t, dHY_t = dY[0 if per_step else t][:n], dHY[0 if per_step else t][:n]
         K.ln_lstm_cell_backward(dh[:n], dc[:n], st.c[t][:n], keep_t, mask_t, p["ln_gamma"],
                                 p["ln_c_gamma"], sv.act[t][:n], sv.norm[t][:n], sv.rstd[t][:n],
-                                dA_t, dY[:n], dc_prev[:n], dh_pass[:n])
-        for a, g in zip(acc.ln, ln_param_grads(dY[:n], sv.norm[t][:n], H)):
-            a += g
+                                dA_t, dY_t, dc_prev[:n], dh_pass[:n])
+        if per_step:
+            for a, g in zip(acc.ln, ln_param_grads(dY_t, sv.norm[t][:n], H)):
+                a += g
         # forward was: a = hyper_modulate(xw, hh, alpha, beta, b)
         K.hyper_modulate_backward(dA_t, XW[t][:n], sv.hh[t][:n],
                                   sv.alpha[t, :8 * n * H].reshape(8, n, H), dXW_t, dHH_t, dalpha)
         # forward was: alpha_k = zw_k @ W_alpha[k]: W_alpha[k] gets zw_k^T @ dalpha_k
-        xp.matmul(sv.zw[t][:n].reshape(n, 8, E).transpose(1, 2, 0), dalpha, out=gW_alpha_t)
-        acc.W_alpha += gW_alpha_t
+        if per_step:
+            xp.matmul(sv.zw[t][:n].reshape(n, 8, E).transpose(1, 2, 0), dalpha,
+                      out=gW_alpha_t)
+            acc.W_alpha += gW_alpha_t
+        else:
+            dALPHA[:, t, :n] = dalpha
         # forward was: alpha = zw (as [8, n, E]) @ W_alpha; beta = zb (as [4, n, E]) @ W_beta,
         # and beta_k is added to a_k, so dbeta = da block by block
         xp.matmul(dalpha, W_alphaT, out=dzw8)
@@ -404,10 +429,11 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         # hyper cell (forward was: ln_lstm_cell_forward(a_hat, c_hat_prev, h_hat_prev, ...))
         K.ln_lstm_cell_backward(dhhat_n, dchat[:n], st.chat[t][:n], None, mask_t,
                                 p["hyper_ln_gamma"], p["hyper_ln_c_gamma"], sv.hact[t][:n],
-                                sv.hnorm[t][:n], sv.hrstd[t][:n], dHA_t, dHY[:n],
+                                sv.hnorm[t][:n], sv.hrstd[t][:n], dHA_t, dHY_t,
                                 dchat_prev[:n], dhh_pass[:n])
-        for a, g in zip(acc.hln, ln_param_grads(dHY[:n], sv.hnorm[t][:n], Hh)):
-            a += g
+        if per_step:
+            for a, g in zip(acc.hln, ln_param_grads(dHY_t, sv.hnorm[t][:n], Hh)):
+                a += g
         # forward was: a_hat = hx + h_prev @ hyper_W_xh[D:] + h_hat_prev @ hyper_W_hh and
         # hh = h_prev @ W_hh (plus the pass-throughs at mask-0 steps)
         xp.matmul(dHH_t, W_hhT, out=dhc)
@@ -423,8 +449,17 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
     dA2, dXW2, dHH2, dHA2 = (a.reshape(TB, -1) for a in (dA, dXW, dHH, dHA))
     Hprev2 = st.h[:T].reshape(TB, H)
     Hhat2 = st.hhat[1:].reshape(TB, Hh)          # h_hat produced at each step (read by zw, zb)
-    dg, dbt, dgc, dbc = (a.astype(dt) for a in acc.ln)
-    hdg, hdbt, hdgc, hdbc = (a.astype(dt) for a in acc.hln)
+    if per_step:
+        dg, dbt, dgc, dbc = (a.astype(dt) for a in acc.ln)
+        hdg, hdbt, hdgc, hdbc = (a.astype(dt) for a in acc.hln)
+        dW_alpha = acc.W_alpha.astype(dt)
+    else:
+        # (with active, the padding rows of dY, dHY and the norms are zeros)
+        dg, dbt, dgc, dbc = ln_param_grads(dY, sv.norm, H)
+        hdg, hdbt, hdgc, hdbc = ln_param_grads(dHY, sv.hnorm, Hh)
+        # W_alpha[k] = sum over steps of zw_k^T @ dalpha_k: [8, E, TB] @ [8, TB, H]
+        dW_alpha = xp.matmul(sv.zw.reshape(TB, 8, E).transpose(1, 2, 0),
+                             dALPHA.reshape(8, TB, H))
     hW_x = p["hyper_W_xh"][:D]
     # forward was: XW = X @ W_xh and HX = X @ hyper_W_xh[:D] over all steps (with x_const: its
     # part projected once, so its gradients see the step gradients summed over time)
@@ -445,7 +480,7 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         "hyper_ln_c_beta": hdbc,
         "W_zw": Hhat2.T @ dZW.reshape(TB, 8 * E),
         "b_zw": dZW.reshape(TB, 8 * E).sum(axis=0),
-        "W_alpha": acc.W_alpha.astype(dt),           # summed over the steps in the loop
+        "W_alpha": dW_alpha,
         "W_zb": Hhat2.T @ dZB.reshape(TB, 4 * E),
         # W_beta[k] = sum over steps of zb_k^T @ da_k: [4, E, TB] @ [4, TB, H]
         "W_beta": xp.matmul(sv.zb.reshape(TB, 4, E).transpose(1, 2, 0),
