@@ -99,18 +99,25 @@ def blas_threads(n: int):
 
 
 def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory in the process: no mmap for large blocks (M_MMAP_MAX = 0)
-    and no trimming of the heap below 2 GiB free (M_TRIM_THRESHOLD).
+    """Ask glibc to keep freed memory in the process: no mmap for large blocks (M_MMAP_MAX = 0),
+    no trimming of the heap below 2 GiB free (M_TRIM_THRESHOLD), and one malloc arena for all
+    threads (M_ARENA_MAX = 1).
 
     A training step allocates its large per-sequence arrays afresh (about 1.5 GB at the paper
     size); returned to the kernel after each step and faulted in again by the next, that memory
     cost 0.4-0.6 s of page faults per step on the 2-core development VM (benchmarks/README.md).
-    Process-wide; the training command calls it for the CPU backends. Returns True when glibc
-    accepted both settings, False elsewhere (not Linux/glibc: nothing changes)."""
+    The third setting matters when a step runs in worker threads: glibc gives each thread an
+    arena of its own made of 64 MB heaps, and a block larger than that (the decoder's 100 MB
+    per-block arrays) is mmapped and unmapped whatever M_MMAP_MAX says, so the split step still
+    took ~9000 page faults (0.2-0.8 s of kernel time) per step; with one arena it takes none.
+    Process-wide; call it before the threads first allocate (the training command calls it at
+    start for the CPU backends). Returns True when glibc accepted the settings, False elsewhere
+    (not Linux/glibc: nothing changes)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+    return (bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+            and bool(mallopt(M_ARENA_MAX, 1)))
