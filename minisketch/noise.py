@@ -65,16 +65,21 @@ class HashNoise:
                                 dtype=np.uint64))
         return int(z[0])
 
-    def _uniforms(self, shape):
-        out = self.xp.empty(shape, dtype=self.xp.float32)
+    def _uniforms(self, shape, out=None):
+        if out is None:
+            out = self.xp.empty(shape, dtype=self.xp.float32)
         self.kernels.hash_uniform(self._stream_key(), out)
         return out
 
-    def random(self, shape, dtype=np.float32):
-        """Uniforms in [0, 1) of ``shape`` (float32: 24 random bits each)."""
+    def random(self, shape=None, dtype=np.float32, out=None):
+        """Uniforms in [0, 1) of ``shape`` (float32: 24 random bits each), or written into
+        ``out`` (a C-contiguous float32 array; then shape may be None), as NumPy's
+        ``Generator.random`` does."""
         if np.dtype(dtype) != np.float32:
             raise ValueError("HashNoise.random draws float32 uniforms only")
-        return self._uniforms(shape)
+        if out is not None and shape is not None and tuple(out.shape) != tuple(shape):
+            raise ValueError(f"out has shape {out.shape}, not {tuple(shape)}")
+        return self._uniforms(shape, out)
 
     def standard_normal(self, shape, dtype=np.float64):
         """Standard normals by Box-Muller from two uniform streams (in ``dtype``)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from minisketch.kernels.reference import kernel_set
 from minisketch.noise import HashNoise, hash_uniform
@@ -47,3 +48,41 @@ def test_uniform_statistics_and_streams():
     z = HashNoise(np, kernel_set(), key=5).standard_normal((n,))
     assert abs(z.mean()) < 6 / np.sqrt(n) and abs(z.var() - 1) < 6 * np.sqrt(2 / n)
     assert np.isfinite(z).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled kernel (kernels/numba_cpu.py) and the in-place draw
+
+@settings(max_examples=25, deadline=None)
+@given(key=st.integers(0, M64), shape=st.lists(st.integers(0, 9), min_size=1, max_size=3))
+def test_numba_hash_uniform_is_bit_identical(key, shape):
+    """numba_cpu.hash_uniform == noise.hash_uniform, bit for bit, for any key and shape."""
+    from minisketch.kernels import numba_cpu
+    got, want = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    numba_cpu.hash_uniform(key, got)
+    hash_uniform(key, want)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_numba_hash_uniform_long_stream_and_bad_out():
+    from minisketch.kernels import numba_cpu
+    got, want = np.empty((50, 1000), np.float32), np.empty((50, 1000), np.float32)
+    numba_cpu.hash_uniform(2 ** 64 - 3, got)
+    hash_uniform(2 ** 64 - 3, want)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="float32"):
+        numba_cpu.hash_uniform(1, np.empty(4, np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        numba_cpu.hash_uniform(1, np.empty((4, 4), np.float32)[:, :2])
+
+
+def test_random_into_out_is_the_same_stream():
+    a = HashNoise(np, kernel_set(), key=3)
+    b = HashNoise(np, kernel_set(), key=3)
+    out = np.full((4, 6), -1.0, np.float32)
+    r = b.random(dtype=np.float32, out=out)
+    assert r is out
+    np.testing.assert_array_equal(out, a.random((4, 6)))
+    np.testing.assert_array_equal(b.random((4, 6)), a.random((4, 6)))   # the next stream too
+    with pytest.raises(ValueError, match="shape"):
+        b.random((2, 2), out=out)

@@ -411,7 +411,8 @@ def model_pair(dec, enc, dtype, seed=0):
     noise = rng.standard_normal(SketchRNN(hp, dtype="float64").num_params) * 0.3
     models = []
     for backend, dt in (("numpy", "float64"), ("numpy", dtype), ("numba", dtype)):
-        m = SketchRNN(hp, backend=backend, dtype=dt, seed=1)
+        # the same noise stream on both backends (numba's default is the device stream)
+        m = SketchRNN(hp, backend=backend, dtype=dt, seed=1, noise="host")
         m.flat[...] = (m.flat.astype(np.float64) + noise).astype(m.dtype)
         models.append(m)
     return batch, models
@@ -451,6 +452,28 @@ def test_whole_model_float32(dec):
             assert err_nb <= 3 * err_ref + 1e-6, f"{name}: {err_nb:.2e} vs numpy {err_ref:.2e}"
             assert_close(f"grad {name} (seed {seed})", nb.grads[name], ref.grads[name],
                          np.float32)
+
+
+@pytest.mark.parametrize("dec", ["lstm", "hyper"])
+def test_whole_model_default_noise_is_the_device_stream(dec):
+    """Backend numba draws its noise from the counter-based device stream by default (its
+    compiled hash), so it equals backend numpy with noise="device" (float64, 1e-10), and differs
+    from numpy's default host stream."""
+    batch, (_, ref_host, _) = model_pair(dec, "lstm", "float64")
+    hp, flat = ref_host.hp, ref_host.flat
+    nb = SketchRNN(hp, backend="numba", dtype="float64", seed=1)
+    ref = SketchRNN(hp, backend="numpy", dtype="float64", seed=1, noise="device")
+    assert nb.noise == "device" and ref_host.noise == "host"
+    nb.flat[...] = flat
+    ref.flat[...] = flat
+    ln, _ = nb.loss_and_grad(batch, 3)
+    lr, _ = ref.loss_and_grad(batch, 3)
+    lh, _ = ref_host.loss_and_grad(batch, 3)
+    for k in lr:
+        assert_close(f"loss {k}", ln[k], lr[k], np.float64)
+    for name in ref.param_names:
+        assert_close(f"grad {name}", nb.grads[name], ref.grads[name], np.float64)
+    assert float(ln["loss"]) != float(lh["loss"])
 
 
 def test_whole_model_parallel_path_and_determinism(monkeypatch):

@@ -11,6 +11,7 @@ reference functions in ``minisketch/layers`` are the contract):
     mdn_loss_and_grad / mdn_loss                    layers/mdn.py
     clip_adam_update                                optim.py (not in the reference set: the
                                                     optimizer falls back to optim's function)
+    hash_uniform                                    noise.py (the counter-based uniforms)
 
 Anything else in the reference set stays as it is. Matrix products are left to BLAS (NumPy's
 ``matmul`` in the sequence code); what is compiled here is everything between them: each kernel is
@@ -1052,6 +1053,49 @@ def clip_adam_update(flat, grad, m, v, step, lr, clip, beta1=0.9, beta2=0.999, e
 
 
 # ---------------------------------------------------------------------------------------------
+# Counter-based uniforms (noise.py), one pass
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SM_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_SM_M2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(**_JIT)
+def _hash_rows(lo, hi, key, out):
+    # entry i: SplitMix64(key + (i + 1) * golden) >> 40, times 2^-24 (exact in float32);
+    # unsigned 64-bit arithmetic wraps, as NumPy's uint64 does
+    s30, s27, s31, s40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
+    scale = np.float32(2.0 ** -24)
+    for i in range(lo, hi):
+        z = key + np.uint64(i + 1) * _GOLDEN
+        z = (z ^ (z >> s30)) * _SM_M1
+        z = (z ^ (z >> s27)) * _SM_M2
+        z = z ^ (z >> s31)
+        out[i] = np.float32(z >> s40) * scale
+
+
+@njit(**_PJIT)
+def _hash_par(n, key, out):
+    N = out.shape[0]
+    for j in prange(n):
+        _hash_rows(j * N // n, (j + 1) * N // n, key, out)
+
+
+def hash_uniform(key, out):
+    """Compiled ``noise.hash_uniform``: the same signature, bit-identical uniforms (integer
+    arithmetic, then an exact conversion), written into float32 ``out`` (C-contiguous)."""
+    if out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError("hash_uniform writes a C-contiguous float32 array")
+    flat = out.reshape(-1)
+    k = np.uint64(int(key) & 0xFFFFFFFFFFFFFFFF)
+    n = _threads_for(flat.shape[0], 1)
+    if n > 1:
+        _hash_par(n, k, flat)
+    else:
+        _hash_rows(0, flat.shape[0], k, flat)
+
+
+# ---------------------------------------------------------------------------------------------
 # The kernel set
 
 COMPILED = (
@@ -1060,6 +1104,7 @@ COMPILED = (
     "hyper_modulate_forward", "hyper_modulate_backward",
     "mdn_loss_and_grad", "mdn_loss",
     "clip_adam_update",
+    "hash_uniform",
 )
 
 
@@ -1110,7 +1155,8 @@ def warm_up(dtypes=("float32", "float64"), parallel=None) -> None:
                                 (_hyper_fwd_rows, _hyper_fwd_par, hyp_f),
                                 (_hyper_bwd_rows, _hyper_bwd_par, hyp_b),
                                 (_mdn_rows, _mdn_par, mdn), (_mdn_rows, _mdn_par, mdn0),
-                                (_adam_rows, _adam_par, adam)):
+                                (_adam_rows, _adam_par, adam),
+                                (_hash_rows, _hash_par, (np.uint64(1), np.zeros(4, np.float32)))):
             rows(0, 1, *args)
             if parallel:
                 par(1, *args)
