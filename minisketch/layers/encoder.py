@@ -81,8 +81,6 @@ def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, kee
             # step kernels vectorize only over contiguous rows
             x = xp.take(x, perm, axis=1)
             lengths = lengths[perm]
-            keep_fw = None if keep_fw is None else xp.take(keep_fw, perm, axis=1)
-            keep_bw = None if keep_bw is None else xp.take(keep_bw, perm, axis=1)
             Lh = Lh[order]
         # real rows at step t: those with L_b > t, a prefix once sorted
         active = np.searchsorted(-Lh, -np.arange(T), side="left").tolist()
@@ -95,10 +93,16 @@ def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, kee
         opts = {"mask": (xp.arange(T)[:, None] < lengths[None, :]).astype(x.dtype)}  # [T, B]
     else:
         opts = {"active": active}
+    def sorted_rows(keep):
+        # the masks' rows follow the sorted sketches; gathered in each direction's own thread
+        return keep if keep is None or order is None else xp.take(keep, perm, axis=1)
+
     (hs_f, _, cache_f), (hs_b, _, cache_b) = _run_both(
         parallel,
-        lambda: cell.forward(x, state0, p_fw, keep=keep_fw, kernels=kernels, **opts),
-        lambda: cell.forward(x_rev, state0, p_bw, keep=keep_bw, kernels=kernels, **opts))
+        lambda: cell.forward(x, state0, p_fw, keep=sorted_rows(keep_fw), kernels=kernels,
+                             **opts),
+        lambda: cell.forward(x_rev, state0, p_bw, keep=sorted_rows(keep_bw), kernels=kernels,
+                             **opts))
     last = lengths - 1
     h = xp.concatenate([hs_f[last, cols], hs_b[last, cols]], axis=1)
     if order is not None:
