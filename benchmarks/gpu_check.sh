@@ -282,6 +282,14 @@ EOF
 if [ "${#SKIPPED[@]}" -gt 0 ]; then
     echo "skipped (budget): ${SKIPPED[*]}"
 fi
+# The device tool brings back at most 8 files from $OUT: keep the main log and the two JSON
+# files as they are and pack the per-section logs and the loss plot into one archive.
+if [ -n "${OUT:-}" ]; then
+    (cd "$OUT_DIR" && tar czf section_logs.tgz --exclude gpu_check.log --exclude section_logs.tgz \
+         ./*.log ./*.png ./train_log.jsonl 2>/dev/null \
+     && find . -maxdepth 1 -type f \( -name '*.log' -o -name '*.png' -o -name train_log.jsonl \) \
+         ! -name gpu_check.log -delete)
+fi
 if [ "${#FAILED[@]}" -gt 0 ]; then
     echo "FAILED sections: ${FAILED[*]}"
     echo "logs: $OUT_DIR"
