@@ -512,25 +512,35 @@ class SketchRNN:
 
     def _rows_job(self, x, noise, head, r0, r1, B, N, backward, split):
         """The inputs of the decoder's rows r0:r1: x [N+1, B', 5], z and state0 [B', ...], the
-        noise rows (copied to contiguous arrays when the batch is split; the whole arrays
-        otherwise)."""
-        xp = self.xp
+        noise rows (views of the whole batch's arrays when the batch is split, made contiguous
+        by ``_job_rows`` in the block's own thread; the whole arrays otherwise)."""
 
         def rows(a, axis):
             if a is None or not split:
                 return a
-            return xp.ascontiguousarray(a[r0:r1] if axis == 0 else a[:, r0:r1])
+            return a[r0:r1] if axis == 0 else a[:, r0:r1]
 
         return SimpleNamespace(
             x=rows(x, 1), B=B, N=N, backward=backward, z=rows(head.z, 0),
             state0=rows(head.state0, 0), keep_dec=rows(noise.keep_dec, 1),
             in_mask=rows(noise.in_mask, 1), out_mask=rows(noise.out_mask, 1))
 
+    def _job_rows(self, job):
+        """Copy a job's row views to contiguous arrays (the compiled kernels vectorize only over
+        contiguous rows), in the thread that runs the job: the masks' copies are 25 MB each at
+        the reference size, serial work when the main thread made them."""
+        xp = self.xp
+        for name in ("x", "z", "state0", "keep_dec", "in_mask", "out_mask"):
+            a = getattr(job, name)
+            if a is not None:
+                setattr(job, name, xp.ascontiguousarray(a))
+
     def _forward_rows(self, job):
         """Decoder and loss of one row block. Returns its offset and pen loss sums (scaled by
         the whole batch's 1 / (B N) only later) and the cache."""
         hp, xp, K = self.hp, self.xp, self.backend.kernels
         P = self.params
+        self._job_rows(job)
         x, N = job.x, job.N
         Bp = x.shape[1]
         Hd, Nz = hp.dec_rnn_size, hp.z_size
