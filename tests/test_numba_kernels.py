@@ -424,12 +424,19 @@ def test_whole_model_float64(dec, enc):
     """loss_and_grad on backend numba equals backend numpy in float64 (every loss, every
     gradient tensor, tolerance 1e-10), for every decoder with every encoder, dropout on."""
     batch, (_, ref, nb) = model_pair(dec, enc, "float64")
-    lr, _ = ref.loss_and_grad(batch, 3)
-    ln, _ = nb.loss_and_grad(batch, 3)
+    assert_same_step(nb, ref, batch, 3)
+
+
+def assert_same_step(model, ref, batch, step):
+    """model.loss_and_grad(batch, step) equals ref's in float64: every loss and every gradient
+    tensor (``assert_close``, 1e-10). Returns both loss dicts."""
+    lr, _ = ref.loss_and_grad(batch, step)
+    lm, _ = model.loss_and_grad(batch, step)
     for k in lr:
-        assert_close(f"loss {k}", ln[k], lr[k], np.float64)
+        assert_close(f"loss {k}", lm[k], lr[k], np.float64)
     for name in ref.param_names:
-        assert_close(f"grad {name}", nb.grads[name], ref.grads[name], np.float64)
+        assert_close(f"grad {name}", model.grads[name], ref.grads[name], np.float64)
+    return lm, lr
 
 
 @pytest.mark.parametrize("dec", ["lstm", "layer_norm", "hyper"])
@@ -466,13 +473,8 @@ def test_whole_model_default_noise_is_the_device_stream(dec):
     assert nb.noise == "device" and ref_host.noise == "host"
     nb.flat[...] = flat
     ref.flat[...] = flat
-    ln, _ = nb.loss_and_grad(batch, 3)
-    lr, _ = ref.loss_and_grad(batch, 3)
+    ln, _ = assert_same_step(nb, ref, batch, 3)
     lh, _ = ref_host.loss_and_grad(batch, 3)
-    for k in lr:
-        assert_close(f"loss {k}", ln[k], lr[k], np.float64)
-    for name in ref.param_names:
-        assert_close(f"grad {name}", nb.grads[name], ref.grads[name], np.float64)
     assert float(ln["loss"]) != float(lh["loss"])
 
 
