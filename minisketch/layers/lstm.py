@@ -151,6 +151,53 @@ def input_projection_backward(dA, x, W_xh, x_const=None, need_dx=True):
     return (dx_seq, dx_const), dW, dA_sum
 
 
+def _row_offsets(active) -> list:
+    """Offsets of each step's real rows in the packed layout: [0, n_0, n_0 + n_1, ...]."""
+    offs = [0]
+    for n in active:
+        offs.append(offs[-1] + n)
+    return offs
+
+
+def pack_rows(a, active):
+    """The real rows of a per-step array a [T, B, ...] (rows b < active[t] of step t), packed
+    step after step: [sum(active), ...]."""
+    xp = get_xp(a)
+    parts = [a[t][:n] for t, n in enumerate(active) if n > 0]
+    if not parts:
+        return xp.empty((0,) + tuple(a.shape[2:]), dtype=a.dtype)
+    return xp.concatenate(parts, axis=0)
+
+
+def _packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active, offs):
+    """``input_projection_backward`` for a packed dA [sum(active), G] (the real rows only, as
+    ``pack_rows`` lays them out): the same returns, dx unpacked to [T, B, Dx] with zeros on the
+    padding rows (their gradient)."""
+    xp = get_xp(dA)
+    T, B, Dx = x.shape
+    G = dA.shape[1]
+    Xp = pack_rows(x, active)                                           # [R, Dx]
+    W_seq = W_xh if x_const is None else W_xh[:Dx]
+    dx = None
+    if need_dx:
+        dxp = dA @ W_seq.T
+        dx = xp.zeros((T, B, Dx), dtype=dxp.dtype)
+        for t, n in enumerate(active):
+            dx[t][:n] = dxp[offs[t]:offs[t + 1]]
+    if x_const is None:
+        return dx, Xp.T @ dA, None
+    # forward was: XW[t] = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] for the real rows of step t
+    dA_sum = xp.zeros((B, G), dtype=dA.dtype)
+    for t, n in enumerate(active):
+        if n > 0:
+            dA_sum[:n] += dA[offs[t]:offs[t + 1]]
+    dx_const = dA_sum @ W_xh[Dx:].T
+    dW = xp.empty(W_xh.shape, dtype=xp.result_type(x.dtype, x_const.dtype, dA.dtype))
+    xp.matmul(Xp.T, dA, out=dW[:Dx])
+    xp.matmul(x_const.T, dA_sum, out=dW[Dx:])
+    return (dx, dx_const), dW, dA_sum
+
+
 # ---------------------------------------------------------------------------------------------
 # Parameters
 
@@ -334,8 +381,14 @@ def lstm_backward(dhs, dstate_T, cache, need_dx=True):
     T, B, _ = x.shape
     H = W_hh.shape[0]
     dt = hs_all.dtype
-    # gradient w.r.t. a at every step; with active, rows >= active[t] stay 0
-    dA = xp.empty((T, B, 4 * H), dtype=dt) if active is None else xp.zeros((T, B, 4 * H), dt)
+    # gradient w.r.t. a at every step: [T, B, 4H]; with active only the real rows, packed step
+    # after step ([sum(active), 4H], step t's rows at offs[t]:offs[t + 1]): the padding rows'
+    # gradient is 0, and the all-steps products skip them instead of multiplying zeros
+    if active is None:
+        dA = xp.empty((T, B, 4 * H), dtype=dt)
+    else:
+        offs = _row_offsets(active)
+        dA = xp.empty((offs[-1], 4 * H), dtype=dt)
     dh = xp.empty((B, H), dtype=dt)                 # total gradient w.r.t. h_out of step t
     dh_carry = xp.zeros((B, H), dtype=dt)           # gradient w.r.t. h_prev of step t+1
     dh_pass = xp.empty((B, H), dtype=dt)
@@ -362,22 +415,28 @@ def lstm_backward(dhs, dstate_T, cache, need_dx=True):
         else:
             n = active[t]
             if n > 0:
+                dA_t = dA[offs[t]:offs[t + 1]]
                 K.lstm_cell_backward(dh[:n], dc[:n], cs_all[t][:n], acts[t][:n],
-                                     None if keep_t is None else keep_t[:n], None, dA[t][:n],
+                                     None if keep_t is None else keep_t[:n], None, dA_t,
                                      dc_prev[:n], dh_pass[:n])
                 # forward was: hh[:n] = h_prev[:n] @ W_hh (dh_pass[:n] is 0: real steps)
-                xp.matmul(dA[t][:n], W_hhT, out=dh_carry[:n])
+                xp.matmul(dA_t, W_hhT, out=dh_carry[:n])
             if n < B:
                 # forward was: c_out, h_out = c_prev, h_prev on the padding rows
                 dc_prev[n:] = dc[n:]
                 dh_carry[n:] = dh[n:]
         dc, dc_prev = dc_prev, dc
     # forward was: XW = X @ W_xh + b, and hh_t = h_prev_t @ W_hh: one matmul each over all steps
-    dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const, need_dx)
-    dA2 = dA.reshape(T * B, 4 * H)
+    if active is None:
+        dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const, need_dx)
+        dA2, H2 = dA.reshape(T * B, 4 * H), hs_all[:T].reshape(T * B, H)
+    else:
+        dx, dW_xh, dA_sum = _packed_input_projection_backward(dA, x, W_xh, x_const, need_dx,
+                                                              active, offs)
+        dA2, H2 = dA, pack_rows(hs_all[:T], active)
     grads = {
         "W_xh": dW_xh,
-        "W_hh": hs_all[:T].reshape(T * B, H).T @ dA2,
+        "W_hh": H2.T @ dA2,
         "b": dA2.sum(axis=0) if dA_sum is None else dA_sum.sum(axis=0),
     }
     dstate0 = xp.concatenate([dc, dh_carry], axis=1)
