@@ -1,8 +1,13 @@
 """Bidirectional encoder: reads only each sketch's own rows, both ways, and its gradient is exact.
 
-Gradient checks: float64 central differences (eps 1e-6) of sum(G * h) for a fixed random G,
-against ``encoder_backward``, for every parameter tensor of both directions and the input x;
-metric of ``minisketch.gradcheck`` (max |a - n| / max(|a| + |n|, floor)), tolerance 1e-6.
+Gradient checks: float64 central differences of sum(G * h) for a fixed random G, against
+``encoder_backward``, for every parameter tensor of both directions and the input x; metric of
+``minisketch.gradcheck`` (max |a - n| / max(|a| + |n|, floor)), tolerance 1e-6. The stencil and
+the draws are those of tests/test_cells.py for recurrent cells, for the reasons given there:
+fourth-order differences at eps 3e-6 with the rounding floor from sum|G * h| (hypothesis found
+a HyperLSTM encoder case where the second-order stencil at eps 1e-6 was 1.65e-6 off from the
+analytic gradient, its truncation error, not the gradient's), and no layer norm over 2 units for
+the layer-norm cells (H = 2 is drawn for the plain LSTM only).
 """
 import numpy as np
 import pytest
@@ -51,7 +56,8 @@ def test_encoder_gradients(cell_name, data):
     T = data.draw(st.integers(1, 5), label="T")
     lengths = np.array(data.draw(st.lists(st.integers(1, T), min_size=B, max_size=B),
                                  label="lengths"))
-    H = data.draw(st.integers(2, 4), label="H")
+    H = data.draw(st.integers(2, 4) if cell_name == "lstm" else st.sampled_from([3, 4]),
+                  label="H")
     dropout = data.draw(st.booleans(), label="dropout")
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 31 - 1), label="seed"))
     cell = cell_for(cell_name)
@@ -72,7 +78,8 @@ def test_encoder_gradients(cell_name, data):
               **{f"bw/{k}": v for k, v in p_bw.items()}}
     grads = {"x": dx, **{f"fw/{k}": v for k, v in g_fw.items()},
              **{f"bw/{k}": v for k, v in g_bw.items()}}
-    check_gradients(f, params, grads, eps=1e-6, tol=GRAD_TOL, max_entries=6)
+    check_gradients(f, params, grads, eps=3e-6, tol=GRAD_TOL, max_entries=6, order=4,
+                    f_scale=float(np.sum(np.abs(G * h))))
     # padding rows never enter a real step: their gradient is exactly zero
     for b, L in enumerate(lengths):
         assert np.all(dx[L:, b] == 0.0)
