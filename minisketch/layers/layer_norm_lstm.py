@@ -45,7 +45,8 @@ import numpy as np
 from ..backend import get_xp
 from .linear import glorot_uniform, orthogonal
 from .lstm import (FORGET_BIAS, check_active, input_projection,
-                   input_projection_backward, resolve_kernels, sigmoid)
+                   _packed_input_projection_backward, _row_offsets, input_projection_backward,
+                   pack_rows, resolve_kernels, sigmoid)
 
 LN_EPS = 1e-3  # added to the variance inside the square root (SPEC section 3)
 
@@ -247,10 +248,10 @@ def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=No
     cs_all = xp.empty((T + 1, B, H), dtype=dt)
     cs_all[0] = state0[:, :H]
     hs_all[0] = state0[:, H:]
-    # with active, rows >= active[t] of acts and rstds stay unwritten (nothing reads them); norms
-    # starts at 0 there because the layer-norm parameter gradients reduce over every row
+    # with active, rows >= active[t] of acts, norms and rstds stay unwritten (nothing reads
+    # them: the backward packs the real rows)
     acts = xp.empty((T, B, 5 * H), dtype=dt)
-    norms = (xp.empty if active is None else xp.zeros)((T, B, 5 * H), dtype=dt)
+    norms = xp.empty((T, B, 5 * H), dtype=dt)
     rstds = xp.empty((T, B, 5), dtype=dt)
     a = xp.empty((B, 4 * H), dtype=dt)
     ln = (p["ln_gamma"], p["ln_beta"], p["ln_c_gamma"], p["ln_c_beta"])
@@ -296,10 +297,15 @@ def ln_lstm_backward(dhs, dstate_T, cache, need_dx=True):
     T, B, _ = x.shape
     H = W_hh.shape[0]
     dt = hs_all.dtype
-    # with active, rows >= active[t] of dA and dY stay 0 (padding steps)
-    alloc = xp.empty if active is None else xp.zeros
-    dA = alloc((T, B, 4 * H), dtype=dt)
-    dY = alloc((T, B, 5 * H), dtype=dt)
+    # gradients w.r.t. a and the layer-norm outputs at every step: [T, B, ...]; with active only
+    # the real rows, packed step after step as in lstm_backward
+    if active is None:
+        dA = xp.empty((T, B, 4 * H), dtype=dt)
+        dY = xp.empty((T, B, 5 * H), dtype=dt)
+    else:
+        offs = _row_offsets(active)
+        dA = xp.empty((offs[-1], 4 * H), dtype=dt)
+        dY = xp.empty((offs[-1], 5 * H), dtype=dt)
     dh = xp.empty((B, H), dtype=dt)
     dh_carry = xp.zeros((B, H), dtype=dt)
     dh_pass = xp.empty((B, H), dtype=dt)
@@ -326,23 +332,31 @@ def ln_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         else:
             n = active[t]
             if n > 0:
+                dA_t = dA[offs[t]:offs[t + 1]]
                 K.ln_lstm_cell_backward(dh[:n], dc[:n], cs_all[t][:n],
                                         None if keep_t is None else keep_t[:n], None, gamma,
                                         gamma_c, acts[t][:n], norms[t][:n], rstds[t][:n],
-                                        dA[t][:n], dY[t][:n], dc_prev[:n], dh_pass[:n])
+                                        dA_t, dY[offs[t]:offs[t + 1]], dc_prev[:n],
+                                        dh_pass[:n])
                 # forward was: a[:n] = h_prev[:n] @ W_hh + XW[t][:n] (dh_pass[:n] is 0)
-                xp.matmul(dA[t][:n], W_hhT, out=dh_carry[:n])
+                xp.matmul(dA_t, W_hhT, out=dh_carry[:n])
             if n < B:
                 # forward was: c_out, h_out = c_prev, h_prev on the padding rows
                 dc_prev[n:] = dc[n:]
                 dh_carry[n:] = dh[n:]
         dc, dc_prev = dc_prev, dc
-    dx, dW_xh, _ = input_projection_backward(dA, x, W_xh, x_const, need_dx)
-    dA2 = dA.reshape(T * B, 4 * H)
-    dg, db, dgc, dbc = ln_param_grads(dY, norms, H)
+    if active is None:
+        dx, dW_xh, _ = input_projection_backward(dA, x, W_xh, x_const, need_dx)
+        dA2, H2 = dA.reshape(T * B, 4 * H), hs_all[:T].reshape(T * B, H)
+        dg, db, dgc, dbc = ln_param_grads(dY, norms, H)
+    else:
+        dx, dW_xh, _ = _packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active,
+                                                         offs)
+        dA2, H2 = dA, pack_rows(hs_all[:T], active)
+        dg, db, dgc, dbc = ln_param_grads(dY, pack_rows(norms, active), H)
     grads = {
         "W_xh": dW_xh,
-        "W_hh": hs_all[:T].reshape(T * B, H).T @ dA2,
+        "W_hh": H2.T @ dA2,
         "ln_gamma": dg, "ln_beta": db, "ln_c_gamma": dgc, "ln_c_beta": dbc,
     }
     dstate0 = xp.concatenate([dc, dh_carry], axis=1)
