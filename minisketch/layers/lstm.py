@@ -36,7 +36,9 @@ without changing the math; calls without them are unchanged:
       first) in place of ``mask``: rows [0, active[t]) run step t, rows [active[t], B) are
       padding (as mask[t, b] = b < active[t]). Only the leading rows are computed (recurrent
       matmul and step kernel on contiguous prefix slices); the padding rows' state and
-      gradients are copied through.
+      gradients are copied through. The backward keeps the per-step gradients of the real rows
+      only, packed step after step ([sum(active), ...], ``pack_rows``), so the all-steps
+      weight-gradient products run over those rows and no zeros.
 
 ``lstm_backward`` returns fresh gradient arrays (nothing is accumulated into buffers).
 Everything runs on NumPy or CuPy arrays unchanged: the array module comes from the inputs.
@@ -144,11 +146,21 @@ def input_projection_backward(dA, x, W_xh, x_const=None, need_dx=True):
     # constant part's gradients see dA summed over the steps
     dA_sum = dA.sum(axis=0)
     dx_seq = (dA2 @ W_xh[:Dx].T).reshape(T, B, Dx) if need_dx else None
-    dx_const = dA_sum @ W_xh[Dx:].T
-    dW = xp.empty(W_xh.shape, dtype=xp.result_type(x.dtype, x_const.dtype, dA.dtype))
-    xp.matmul(x.reshape(T * B, Dx).T, dA2, out=dW[:Dx])
-    xp.matmul(x_const.T, dA_sum, out=dW[Dx:])
+    dx_const, dW = _x_const_grads(x.reshape(T * B, Dx), dA2, dA_sum, W_xh, x_const)
     return (dx_seq, dx_const), dW, dA_sum
+
+
+def _x_const_grads(X2, dA2, dA_sum, W_xh, x_const):
+    """The gradients of ``input_projection`` with x_const, given the per-step inputs X2 [R, Dx]
+    and their gradients dA2 [R, G] (R rows over all steps) and dA summed over the steps per
+    batch row, dA_sum [B, G]: (dx_const [B, Dc], dW_xh [D, G])."""
+    xp = get_xp(dA2)
+    Dx = X2.shape[1]
+    dx_const = dA_sum @ W_xh[Dx:].T
+    dW = xp.empty(W_xh.shape, dtype=xp.result_type(X2.dtype, x_const.dtype, dA2.dtype))
+    xp.matmul(X2.T, dA2, out=dW[:Dx])
+    xp.matmul(x_const.T, dA_sum, out=dW[Dx:])
+    return dx_const, dW
 
 
 def _row_offsets(active) -> list:
@@ -191,10 +203,7 @@ def _packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active, off
     for t, n in enumerate(active):
         if n > 0:
             dA_sum[:n] += dA[offs[t]:offs[t + 1]]
-    dx_const = dA_sum @ W_xh[Dx:].T
-    dW = xp.empty(W_xh.shape, dtype=xp.result_type(x.dtype, x_const.dtype, dA.dtype))
-    xp.matmul(Xp.T, dA, out=dW[:Dx])
-    xp.matmul(x_const.T, dA_sum, out=dW[Dx:])
+    dx_const, dW = _x_const_grads(Xp, dA, dA_sum, W_xh, x_const)
     return (dx, dx_const), dW, dA_sum
 
 
