@@ -44,9 +44,9 @@ import numpy as np
 
 from ..backend import get_xp
 from .linear import glorot_uniform, orthogonal
-from .lstm import (FORGET_BIAS, check_active, input_projection,
-                   _packed_input_projection_backward, _row_offsets, input_projection_backward,
-                   pack_rows, resolve_kernels, sigmoid)
+from .lstm import (FORGET_BIAS, check_active, input_projection, input_projection_backward,
+                   pack_rows, packed_input_projection_backward, resolve_kernels, row_offsets,
+                   sigmoid)
 
 LN_EPS = 1e-3  # added to the variance inside the square root (SPEC section 3)
 
@@ -303,7 +303,7 @@ def ln_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         dA = xp.empty((T, B, 4 * H), dtype=dt)
         dY = xp.empty((T, B, 5 * H), dtype=dt)
     else:
-        offs = _row_offsets(active)
+        offs = row_offsets(active)
         dA = xp.empty((offs[-1], 4 * H), dtype=dt)
         dY = xp.empty((offs[-1], 5 * H), dtype=dt)
     dh = xp.empty((B, H), dtype=dt)
@@ -350,7 +350,7 @@ def ln_lstm_backward(dhs, dstate_T, cache, need_dx=True):
         dA2, H2 = dA.reshape(T * B, 4 * H), hs_all[:T].reshape(T * B, H)
         dg, db, dgc, dbc = ln_param_grads(dY, norms, H)
     else:
-        dx, dW_xh, _ = _packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active,
+        dx, dW_xh, _ = packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active,
                                                          offs)
         dA2, H2 = dA, pack_rows(hs_all[:T], active)
         dg, db, dgc, dbc = ln_param_grads(dY, pack_rows(norms, active), H)

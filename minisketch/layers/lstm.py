@@ -163,7 +163,7 @@ def _x_const_grads(X2, dA2, dA_sum, W_xh, x_const):
     return dx_const, dW
 
 
-def _row_offsets(active) -> list:
+def row_offsets(active) -> list:
     """Offsets of each step's real rows in the packed layout: [0, n_0, n_0 + n_1, ...]."""
     offs = [0]
     for n in active:
@@ -181,7 +181,7 @@ def pack_rows(a, active):
     return xp.concatenate(parts, axis=0)
 
 
-def _packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active, offs):
+def packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active, offs):
     """``input_projection_backward`` for a packed dA [sum(active), G] (the real rows only, as
     ``pack_rows`` lays them out): the same returns, dx unpacked to [T, B, Dx] with zeros on the
     padding rows (their gradient)."""
@@ -396,7 +396,7 @@ def lstm_backward(dhs, dstate_T, cache, need_dx=True):
     if active is None:
         dA = xp.empty((T, B, 4 * H), dtype=dt)
     else:
-        offs = _row_offsets(active)
+        offs = row_offsets(active)
         dA = xp.empty((offs[-1], 4 * H), dtype=dt)
     dh = xp.empty((B, H), dtype=dt)                 # total gradient w.r.t. h_out of step t
     dh_carry = xp.zeros((B, H), dtype=dt)           # gradient w.r.t. h_prev of step t+1
@@ -440,7 +440,7 @@ def lstm_backward(dhs, dstate_T, cache, need_dx=True):
         dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const, need_dx)
         dA2, H2 = dA.reshape(T * B, 4 * H), hs_all[:T].reshape(T * B, H)
     else:
-        dx, dW_xh, dA_sum = _packed_input_projection_backward(dA, x, W_xh, x_const, need_dx,
+        dx, dW_xh, dA_sum = packed_input_projection_backward(dA, x, W_xh, x_const, need_dx,
                                                               active, offs)
         dA2, H2 = dA, pack_rows(hs_all[:T], active)
     grads = {
