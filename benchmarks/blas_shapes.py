@@ -1,0 +1,104 @@
+"""NumPy's BLAS against PyTorch's on the matrix products of one training step, one thread each.
+
+    python benchmarks/blas_shapes.py [--reps 15] [--copies 4]
+
+The training step's time is mostly matrix products, and most of those are the per-step
+recurrent products of a row block: 50 rows (batch 100 split across two threads) times a weight
+matrix of 0.25-4 MB. This script times exactly those shapes with NumPy's ``matmul`` (the BLAS
+that minisketch calls: OpenBLAS in NumPy's wheels) and with ``torch.matmul`` (the BLAS that
+``torch_reference.py`` calls: MKL in the CPU build), both on one thread, in one process, the two
+libraries alternating call by call so that a change in the machine's speed falls on both. Each
+call reads a different copy of the weights (``--copies``, 4 by default), so the weights come
+from L3 or memory as they do in the step, not from a warm L2.
+
+It prints, per shape, GFLOP/s of each library (median over ``--reps`` repetitions) and the ratio
+NumPy time / torch time. It needs PyTorch (never a dependency of minisketch: ``pip install
+torch==2.13.0`` on the development machines); without it, it says so and exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# (name, rows, inner, columns) at the reference sizes (batch 100 in two row blocks of 50, N_max
+# 250, encoder 256 x 2 on the whole batch, decoder 512, HyperLSTM 256 units / embedding 32)
+SHAPES = [
+    ("decoder h @ W_hh (forward)", 50, 512, 2048),
+    ("decoder dA @ W_hh^T (backward)", 50, 2048, 512),
+    ("hyper h @ hyper_W_xh[D:]", 50, 512, 1024),
+    ("hyper h_hat @ hyper_W_hh", 50, 256, 1024),
+    ("hyper dA_hat @ hyper_W_xh[D:]^T", 50, 1024, 512),
+    ("encoder h @ W_hh (100 rows)", 100, 256, 1024),
+    ("encoder dA @ W_hh^T (100 rows)", 100, 1024, 256),
+    ("all-steps dW_hh = H^T @ dA", 512, 12500, 2048),
+]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reps", type=int, default=15, help="repetitions per shape (median)")
+    p.add_argument("--copies", type=int, default=4, help="weight copies cycled through")
+    args = p.parse_args(argv)
+    if args.reps < 1 or args.copies < 1:
+        p.error("--reps and --copies must be at least 1")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("blas_shapes.py: PyTorch is not installed (pip install torch==2.13.0); "
+              "nothing to compare", file=sys.stderr)
+        return 1
+    import numpy as np
+    sys.path.insert(0, HERE)
+    from bench_step import blas_info
+    from minisketch import cpu
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    info = blas_info()
+    print(f"NumPy {np.__version__} ({info['blas']}, core {info['blas_core']}) vs torch "
+          f"{torch.__version__} "
+          f"(MKL: {torch.backends.mkl.is_available()}), one thread each, float32")
+    print("| product | rows x inner x columns | NumPy GF/s | torch GF/s | NumPy / torch time |")
+    print("|---|---|---|---|---|")
+    with cpu.blas_threads(1):
+        for name, m, k, n in SHAPES:
+            a = rng.standard_normal((m, k)).astype(np.float32)
+            if m == 512:        # the all-steps product reads a transposed [T B, 512] array
+                a = np.ascontiguousarray(rng.standard_normal((k, m)).astype(np.float32)).T
+            ws = [rng.standard_normal((k, n)).astype(np.float32) for _ in range(args.copies)]
+            out = np.empty((m, n), np.float32)
+            at, wts = torch.from_numpy(a), [torch.from_numpy(w) for w in ws]
+            outt = torch.empty((m, n), dtype=torch.float32)
+            reps = args.reps if m < 512 else max(3, args.reps // 5)
+            calls = 8 if m < 512 else 1
+            tn, tt = [], []
+            for r in range(reps + 1):           # the first repetition warms up
+                t0 = time.perf_counter()
+                for c in range(calls):
+                    np.matmul(a, ws[c % len(ws)], out=out)
+                t1 = time.perf_counter()
+                for c in range(calls):
+                    torch.matmul(at, wts[c % len(wts)], out=outt)
+                t2 = time.perf_counter()
+                if r:
+                    tn.append((t1 - t0) / calls)
+                    tt.append((t2 - t1) / calls)
+            dn, dt = statistics.median(tn), statistics.median(tt)
+            flops = 2.0 * m * k * n
+            print(f"| {name} | {m} x {k} x {n} | {flops / dn / 1e9:.0f} | "
+                  f"{flops / dt / 1e9:.0f} | {dn / dt:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
