@@ -7,9 +7,10 @@ recurrent products of a row block: 50 rows (batch 100 split across two threads) 
 matrix of 0.25-4 MB. This script times exactly those shapes with NumPy's ``matmul`` (the BLAS
 that minisketch calls: OpenBLAS in NumPy's wheels) and with ``torch.matmul`` (the BLAS that
 ``torch_reference.py`` calls: MKL in the CPU build), both on one thread, in one process, the two
-libraries alternating call by call so that a change in the machine's speed falls on both. Each
-call reads a different copy of the weights (``--copies``, 4 by default), so the weights come
-from L3 or memory as they do in the step, not from a warm L2.
+libraries taking turns (a batch of calls each, the one that goes first alternating) so that a
+change in the machine's speed falls on both. Each call reads a different copy of the weights
+(``--copies``, 4 by default; each library its own copies), so the weights come from L3 or memory
+as they do in the step, not from a warm L2.
 
 It prints, per shape, GFLOP/s of each library (median over ``--reps`` repetitions) and the ratio
 NumPy time / torch time. It needs PyTorch (never a dependency of minisketch: ``pip install
@@ -25,17 +26,19 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# (name, rows, inner, columns) at the reference sizes (batch 100 in two row blocks of 50, N_max
-# 250, encoder 256 x 2 on the whole batch, decoder 512, HyperLSTM 256 units / embedding 32)
+# (name, rows, inner, columns, left operand transposed) at the reference sizes (batch 100 in two
+# row blocks of 50, N_max 250, encoder 256 x 2 on the whole batch, decoder 512, HyperLSTM 256
+# units / embedding 32)
 SHAPES = [
-    ("decoder h @ W_hh (forward)", 50, 512, 2048),
-    ("decoder dA @ W_hh^T (backward)", 50, 2048, 512),
-    ("hyper h @ hyper_W_xh[D:]", 50, 512, 1024),
-    ("hyper h_hat @ hyper_W_hh", 50, 256, 1024),
-    ("hyper dA_hat @ hyper_W_xh[D:]^T", 50, 1024, 512),
-    ("encoder h @ W_hh (100 rows)", 100, 256, 1024),
-    ("encoder dA @ W_hh^T (100 rows)", 100, 1024, 256),
-    ("all-steps dW_hh = H^T @ dA", 512, 12500, 2048),
+    ("decoder h @ W_hh (forward)", 50, 512, 2048, False),
+    ("decoder dA @ W_hh^T (backward)", 50, 2048, 512, False),
+    ("hyper h @ hyper_W_xh[D:]", 50, 512, 1024, False),
+    ("hyper h_hat @ hyper_W_hh", 50, 256, 1024, False),
+    ("hyper dA_hat @ hyper_W_xh[D:]^T", 50, 1024, 512, False),
+    ("encoder h @ W_hh (100 rows)", 100, 256, 1024, False),
+    ("encoder dA @ W_hh^T (100 rows)", 100, 1024, 256, False),
+    # the all-steps weight gradient reads the saved [T B, 512] states transposed
+    ("all-steps dW_hh = H^T @ dA", 512, 12500, 2048, True),
 ]
 
 
@@ -66,34 +69,41 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     info = blas_info()
     print(f"NumPy {np.__version__} ({info['blas']}, core {info['blas_core']}) vs torch "
-          f"{torch.__version__} "
-          f"(MKL: {torch.backends.mkl.is_available()}), one thread each, float32")
+          f"{torch.__version__} (MKL: {torch.backends.mkl.is_available()}), one thread each, "
+          f"float32")
     print("| product | rows x inner x columns | NumPy GF/s | torch GF/s | NumPy / torch time |")
     print("|---|---|---|---|---|")
     with cpu.blas_threads(1):
-        for name, m, k, n in SHAPES:
-            a = rng.standard_normal((m, k)).astype(np.float32)
-            if m == 512:        # the all-steps product reads a transposed [T B, 512] array
-                a = np.ascontiguousarray(rng.standard_normal((k, m)).astype(np.float32)).T
+        for name, m, k, n, transposed in SHAPES:
+            if transposed:
+                a = rng.standard_normal((k, m)).astype(np.float32).T
+            else:
+                a = rng.standard_normal((m, k)).astype(np.float32)
             ws = [rng.standard_normal((k, n)).astype(np.float32) for _ in range(args.copies)]
             out = np.empty((m, n), np.float32)
-            at, wts = torch.from_numpy(a), [torch.from_numpy(w) for w in ws]
+            at = torch.from_numpy(a.copy(order="K"))
+            wts = [torch.from_numpy(w.copy()) for w in ws]
             outt = torch.empty((m, n), dtype=torch.float32)
-            reps = args.reps if m < 512 else max(3, args.reps // 5)
-            calls = 8 if m < 512 else 1
-            tn, tt = [], []
-            for r in range(reps + 1):           # the first repetition warms up
-                t0 = time.perf_counter()
+            big = m * k * n > 10 ** 9
+            reps = max(3, args.reps // 5) if big else args.reps
+            calls = 1 if big else 8
+
+            def run_numpy():
                 for c in range(calls):
                     np.matmul(a, ws[c % len(ws)], out=out)
-                t1 = time.perf_counter()
+
+            def run_torch():
                 for c in range(calls):
                     torch.matmul(at, wts[c % len(wts)], out=outt)
-                t2 = time.perf_counter()
-                if r:
-                    tn.append((t1 - t0) / calls)
-                    tt.append((t2 - t1) / calls)
-            dn, dt = statistics.median(tn), statistics.median(tt)
+
+            times = {run_numpy: [], run_torch: []}
+            for r in range(reps + 1):           # the first repetition warms up
+                for fn in ((run_numpy, run_torch) if r % 2 else (run_torch, run_numpy)):
+                    t0 = time.perf_counter()
+                    fn()
+                    if r:
+                        times[fn].append((time.perf_counter() - t0) / calls)
+            dn, dt = statistics.median(times[run_numpy]), statistics.median(times[run_torch])
             flops = 2.0 * m * k * n
             print(f"| {name} | {m} x {k} x {n} | {flops / dn / 1e9:.0f} | "
                   f"{flops / dt / 1e9:.0f} | {dn / dt:.2f} |")
