@@ -343,6 +343,8 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True, per_step=None):
                               hln=[xp.zeros(n, xp.float64) for n in (4 * Hh, 4 * Hh, Hh, Hh)],
                               W_alpha=xp.zeros((8, E, H), xp.float64))
         gW_alpha_t = xp.empty((8, E, H), dt)
+        ln_t = (xp.empty(5 * H, dt), xp.empty(5 * H, dt))        # one step's sums, reused
+        hln_t = (xp.empty(5 * Hh, dt), xp.empty(5 * Hh, dt))
     else:
         # kept for one reduction each after the loop (rows >= active[t] stay 0)
         dY, dHY = zeros((T, B, 5 * H), dt), zeros((T, B, 5 * Hh), dt)
@@ -403,7 +405,7 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True, per_step=None):
                                 p["ln_c_gamma"], sv.act[t][:n], sv.norm[t][:n], sv.rstd[t][:n],
                                 dA_t, dY_t, dc_prev[:n], dh_pass[:n])
         if per_step:
-            for a, g in zip(acc.ln, ln_param_grads(dY_t, sv.norm[t][:n], H)):
+            for a, g in zip(acc.ln, ln_param_grads(dY_t, sv.norm[t][:n], H, out=ln_t)):
                 a += g
         # forward was: a = hyper_modulate(xw, hh, alpha, beta, b)
         K.hyper_modulate_backward(dA_t, XW[t][:n], sv.hh[t][:n],
@@ -432,7 +434,7 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True, per_step=None):
                                 sv.hnorm[t][:n], sv.hrstd[t][:n], dHA_t, dHY_t,
                                 dchat_prev[:n], dhh_pass[:n])
         if per_step:
-            for a, g in zip(acc.hln, ln_param_grads(dHY_t, sv.hnorm[t][:n], Hh)):
+            for a, g in zip(acc.hln, ln_param_grads(dHY_t, sv.hnorm[t][:n], Hh, out=hln_t)):
                 a += g
         # forward was: a_hat = hx + h_prev @ hyper_W_xh[D:] + h_hat_prev @ hyper_W_hh and
         # hh = h_prev @ W_hh (plus the pass-throughs at mask-0 steps)

@@ -197,11 +197,13 @@ def ln_lstm_cell_backward(dh_t, dc_t, c_prev, keep_t, mask_t, gamma, gamma_c, ac
         dh_pass_out[...] = xp.where(m, 0.0, dh_t)
 
 
-def ln_param_grads(dY, norms, H):
+def ln_param_grads(dY, norms, H, out=None):
     """Layer-norm parameter gradients over all steps at once (one reduction each).
 
-    dY [T, B, 5H] and norms [T, B, 5H] as written by the step functions.
-    Returns (dgamma [4H], dbeta [4H], dgamma_c [H], dbeta_c [H]).
+    dY [T, B, 5H] and norms [T, B, 5H] as written by the step functions (any leading shape).
+    Returns (dgamma [4H], dbeta [4H], dgamma_c [H], dbeta_c [H]): views of two [5H] arrays, fresh
+    ones, or with out = (dgamma_all, dbeta_all) two [5H] arrays of dY's dtype written in place
+    (for a caller that sums these a step at a time without allocating).
     forward was: y = gamma * norm + beta at every step, so dgamma = sum(dy * norm), dbeta = sum(dy).
     The products are summed by einsum without a [T, B, 5H] temporary (the same numbers as
     (dY * norms).sum(axis=(0, 1)), in a third of the time and none of the memory).
@@ -209,8 +211,13 @@ def ln_param_grads(dY, norms, H):
     xp = get_xp(dY)
     n = dY.shape[-1]
     dY2, norms2 = dY.reshape(-1, n), norms.reshape(-1, n)
-    dgamma = xp.einsum("ij,ij->j", dY2, norms2)
-    dbeta = dY2.sum(axis=0)
+    if out is None:
+        dgamma = xp.einsum("ij,ij->j", dY2, norms2)
+        dbeta = dY2.sum(axis=0)
+    else:
+        dgamma, dbeta = out
+        xp.einsum("ij,ij->j", dY2, norms2, out=dgamma)
+        dY2.sum(axis=0, out=dbeta)
     return dgamma[:4 * H], dbeta[:4 * H], dgamma[4 * H:], dbeta[4 * H:]
 
 
