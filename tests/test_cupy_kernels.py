@@ -540,6 +540,32 @@ def test_cell_sequence(dt, cell, T, B, D, H):
     chk.done()
 
 
+@pytest.mark.parametrize("dt", DTYPES)
+def test_hyper_backward_per_step_sums_on_the_gpu(dt):
+    # per_step=True (the host's default: parameter sums a step at a time into reused buffers)
+    # also runs on CuPy, whose einsum has no out=, and gives the host's numbers
+    opts = CELL_MODULES["hyper"][2]
+    T, B, D, H = 9, 6, 7, 33
+    rng = _rng(11, T, B, H)
+    p = hyper_lstm.hyper_lstm_init(rng, D, H, np.float64, **opts)
+    for k in p:
+        p[k] = (p[k] + 0.1 * rng.standard_normal(p[k].shape)).astype(dt)
+    S = hyper_lstm.hyper_lstm_state_size(H, **opts)
+    x = rng.standard_normal((T, B, D)).astype(dt)
+    state0 = (0.5 * rng.standard_normal((B, S))).astype(dt)
+    dhs = rng.standard_normal((T, B, H)).astype(dt)
+    _, _, cache_w = hyper_lstm.hyper_lstm_forward(x, state0, p, kernels=REF)
+    _, _, g_w = hyper_lstm.hyper_lstm_backward(dhs, None, cache_w, per_step=True)
+    pd = {k: to_dev(v) for k, v in p.items()}
+    _, _, cache_g = hyper_lstm.hyper_lstm_forward(to_dev(x), to_dev(state0), pd, kernels=FAST)
+    _, _, g_g = hyper_lstm.hyper_lstm_backward(to_dev(dhs), None, cache_g, per_step=True)
+    chk = Checker(f"hyper_lstm_backward(per_step=True)[{dt.__name__}]",
+                  TOL[dt] * 10 if dt == np.float64 else SEQ_TOL32)
+    for k in sorted(g_w):
+        chk(f"d{k}", g_g[k], g_w[k])
+    chk.done()
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole model: loss_and_grad on CuPy vs NumPy (same seed and step: same init, same noise)
 

@@ -216,7 +216,10 @@ def ln_param_grads(dY, norms, H, out=None):
         dbeta = dY2.sum(axis=0)
     else:
         dgamma, dbeta = out
-        xp.einsum("ij,ij->j", dY2, norms2, out=dgamma)
+        if xp is np:
+            xp.einsum("ij,ij->j", dY2, norms2, out=dgamma)
+        else:   # CuPy's einsum takes no out=
+            dgamma[...] = xp.einsum("ij,ij->j", dY2, norms2)
         dY2.sum(axis=0, out=dbeta)
     return dgamma[:4 * H], dbeta[:4 * H], dgamma[4 * H:], dbeta[4 * H:]
 
