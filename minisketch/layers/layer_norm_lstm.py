@@ -44,9 +44,8 @@ import numpy as np
 
 from ..backend import get_xp
 from .linear import glorot_uniform, orthogonal
-from .lstm import (FORGET_BIAS, check_active, input_projection, input_projection_backward,
-                   pack_rows, packed_input_projection_backward, resolve_kernels, row_offsets,
-                   sigmoid)
+from .lstm import (FORGET_BIAS, all_steps_backward, check_active, input_projection, pack_rows,
+                   resolve_kernels, row_offsets, sigmoid)
 
 LN_EPS = 1e-3  # added to the variance inside the square root (SPEC section 3)
 
@@ -355,15 +354,10 @@ def ln_lstm_backward(dhs, dstate_T, cache, need_dx=True):
                 dc_prev[n:] = dc[n:]
                 dh_carry[n:] = dh[n:]
         dc, dc_prev = dc_prev, dc
-    if active is None:
-        dx, dW_xh, _ = input_projection_backward(dA, x, W_xh, x_const, need_dx)
-        dA2, H2 = dA.reshape(T * B, 4 * H), hs_all[:T].reshape(T * B, H)
-        dg, db, dgc, dbc = ln_param_grads(dY, norms, H)
-    else:
-        dx, dW_xh, _ = packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active,
-                                                         offs)
-        dA2, H2 = dA, pack_rows(hs_all[:T], active)
-        dg, db, dgc, dbc = ln_param_grads(dY, pack_rows(norms, active), H)
+    dx, dW_xh, _, H2, dA2 = all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_all[:T],
+                                               active)
+    dg, db, dgc, dbc = ln_param_grads(dY, norms if active is None else pack_rows(norms, active),
+                                      H)
     grads = {
         "W_xh": dW_xh,
         "W_hh": H2.T @ dA2,

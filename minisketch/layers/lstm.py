@@ -134,7 +134,6 @@ def input_projection_backward(dA, x, W_xh, x_const=None, need_dx=True):
     dx = (dx_seq [T, B, Dx], dx_const [B, Dc]) and dA_sum = dA summed over steps [B, 4H] (what
     the bias gradient needs). need_dx=False skips the gradient w.r.t. the per-step input x (a
     [T B, 4H] x [4H, Dx] product nobody reads when x is data): dx, or dx_seq, is then None."""
-    xp = get_xp(dA)
     T, B, Dx = x.shape
     G = dA.shape[2]
     dA2 = dA.reshape(T * B, G)
@@ -205,6 +204,22 @@ def packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active, offs
             dA_sum[:n] += dA[offs[t]:offs[t + 1]]
     dx_const, dW = _x_const_grads(Xp, dA, dA_sum, W_xh, x_const)
     return (dx, dx_const), dW, dA_sum
+
+
+def all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_prev, active):
+    """The all-steps part of a recurrent backward (``lstm_backward``, ``ln_lstm_backward``):
+    the input projection's gradients, and the rows that the W_hh gradient multiplies.
+
+    dA: [T, B, G] without ``active``, packed [sum(active), G] with it (``pack_rows``' layout);
+    hs_prev [T, B, H]: the h entering each step. Returns (dx, dW_xh, dA_sum, H2, dA2) with
+    dW_hh = H2.T @ dA2: all T B rows without active, the real rows only with it."""
+    if active is None:
+        T, B, H = hs_prev.shape
+        dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const, need_dx)
+        return dx, dW_xh, dA_sum, hs_prev.reshape(T * B, H), dA.reshape(T * B, -1)
+    dx, dW_xh, dA_sum = packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active,
+                                                         row_offsets(active))
+    return dx, dW_xh, dA_sum, pack_rows(hs_prev, active), dA
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,13 +451,8 @@ def lstm_backward(dhs, dstate_T, cache, need_dx=True):
                 dh_carry[n:] = dh[n:]
         dc, dc_prev = dc_prev, dc
     # forward was: XW = X @ W_xh + b, and hh_t = h_prev_t @ W_hh: one matmul each over all steps
-    if active is None:
-        dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const, need_dx)
-        dA2, H2 = dA.reshape(T * B, 4 * H), hs_all[:T].reshape(T * B, H)
-    else:
-        dx, dW_xh, dA_sum = packed_input_projection_backward(dA, x, W_xh, x_const, need_dx,
-                                                              active, offs)
-        dA2, H2 = dA, pack_rows(hs_all[:T], active)
+    dx, dW_xh, dA_sum, H2, dA2 = all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_all[:T],
+                                                    active)
     grads = {
         "W_xh": dW_xh,
         "W_hh": H2.T @ dA2,
