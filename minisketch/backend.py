@@ -66,7 +66,9 @@ def get_backend(name: str) -> Backend:
     if name == "numpy":
         return Backend("numpy", np, reference.kernel_set())
     if name == "numba":
+        from . import blas
         from .kernels import numba_cpu
+        blas.check()          # a bad MINISKETCH_BLAS is one clear error here, not mid-step
         return Backend("numba", np, numba_cpu.kernel_set())
     cupy = require_cupy()
     from .kernels import cupy_gpu

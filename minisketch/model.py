@@ -564,7 +564,8 @@ class SketchRNN:
         if job.out_mask is not None:
             hs2 = hs2 * job.out_mask.reshape(N * Bp, Hd)
         c.hs2 = hs2
-        y = hs2 @ P["out/W"] + P["out/b"]                               # [N*B', 6M+3]
+        y = K.matmul(hs2, P["out/W"])                                   # [N*B', 6M+3]
+        y += P["out/b"]
         target = x[1:].reshape(N * Bp, 5)                                # rows 1..N_max
         if job.backward:
             offset_sum, pen_sum, c.dy = K.mdn_loss_and_grad(y, target, 1.0 / (job.B * N))
@@ -580,9 +581,10 @@ class SketchRNN:
         Bp = job.x.shape[1]
         Hd = hp.dec_rnn_size
         # forward was: y = hs2 @ W_out + b_out
-        G["out/W"][...] = c.hs2.T @ c.dy
+        K = self.backend.kernels
+        K.matmul(c.hs2.T, c.dy, out=G["out/W"])
         G["out/b"][...] = c.dy.sum(axis=0)
-        dhs2 = c.dy @ P["out/W"].T
+        dhs2 = K.matmul(c.dy, P["out/W"].T)
         if job.out_mask is not None:
             dhs2 *= job.out_mask.reshape(N * Bp, Hd)
         # the gradient w.r.t. the decoder's per-step input is needed only for its z part when z

@@ -39,8 +39,6 @@ numbers.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import reference

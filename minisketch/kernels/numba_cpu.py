@@ -57,6 +57,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from . import reference
+from .. import blas
 
 FORGET_BIAS = 1.0       # layers/lstm.py
 LN_EPS = 1e-3           # layers/layer_norm_lstm.py
@@ -1110,11 +1111,14 @@ COMPILED = (
 
 def kernel_set() -> SimpleNamespace:
     """The reference kernel set with every kernel of this module in place of its reference
-    (any entry this module does not provide stays the reference's)."""
+    (any entry this module does not provide stays the reference's), and ``blas.matmul`` for
+    the matrix products."""
     ks = reference.kernel_set()
     g = globals()
     for name in COMPILED:
         setattr(ks, name, g[name])
+    # the products: through MKL when it is installed (blas.py), else NumPy's matmul
+    ks.matmul = blas.matmul
     return ks
 
 
@@ -1160,3 +1164,4 @@ def warm_up(dtypes=("float32", "float64"), parallel=None) -> None:
             rows(0, 1, *args)
             if parallel:
                 par(1, *args)
+    blas.warm_up(dtypes)

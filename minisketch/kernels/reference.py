@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from ..layers import hyper_lstm, layer_norm_lstm, lstm
+from ..layers import hyper_lstm, layer_norm_lstm, linear, lstm
 from ..layers import mdn
 from .. import noise
 
 # module -> names of its step functions in the kernel set
 _MODULES = [
+    (linear, ("matmul",)),
     (lstm, ("lstm_cell_forward", "lstm_cell_backward")),
     (layer_norm_lstm, ("ln_lstm_cell_forward", "ln_lstm_cell_backward")),
     (hyper_lstm, ("hyper_modulate_forward", "hyper_modulate_backward")),

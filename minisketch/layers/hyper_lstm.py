@@ -193,25 +193,24 @@ def _step_forward(K, p, xw_t, hx_t, h_prev, hhat_prev, c_prev, chat_prev, keep_t
                   h_out, hhat_out, c_out, chat_out, buf):
     """One HyperLSTM step. xw_t = x_t @ W_xh, hx_t = x_t @ hyper_W_xh[:D] (precomputed for all
     steps by the caller); writes the new state parts and the saved arrays in ``buf``."""
-    xp = get_xp(xw_t)
     D, H, Hh, E = _sizes(p)
     B = h_prev.shape[0]
     # hyper cell: a_hat = x_t @ hyper_W_xh[:D] + h_prev @ hyper_W_xh[D:] + h_hat_prev @ hyper_W_hh
-    xp.matmul(h_prev, p["hyper_W_xh"][D:], out=buf.ha)
+    K.matmul(h_prev, p["hyper_W_xh"][D:], out=buf.ha)
     buf.ha += hx_t
-    xp.matmul(hhat_prev, p["hyper_W_hh"], out=buf.tmp)
+    K.matmul(hhat_prev, p["hyper_W_hh"], out=buf.tmp)
     buf.ha += buf.tmp
     K.ln_lstm_cell_forward(buf.ha, chat_prev, hhat_prev, None, mask_t, p["hyper_ln_gamma"],
                            p["hyper_ln_beta"], p["hyper_ln_c_gamma"], p["hyper_ln_c_beta"],
                            chat_out, hhat_out, buf.hact, buf.hnorm, buf.hrstd)
     # embeddings and the per-unit scales / biases they give
-    xp.matmul(hhat_out, p["W_zw"], out=buf.zw)
+    K.matmul(hhat_out, p["W_zw"], out=buf.zw)
     buf.zw += p["b_zw"]
-    xp.matmul(buf.zw.reshape(B, 8, E).transpose(1, 0, 2), p["W_alpha"], out=buf.alpha)
-    xp.matmul(hhat_out, p["W_zb"], out=buf.zb)
-    xp.matmul(buf.zb.reshape(B, 4, E).transpose(1, 0, 2), p["W_beta"], out=buf.beta)
+    K.matmul(buf.zw.reshape(B, 8, E).transpose(1, 0, 2), p["W_alpha"], out=buf.alpha)
+    K.matmul(hhat_out, p["W_zb"], out=buf.zb)
+    K.matmul(buf.zb.reshape(B, 4, E).transpose(1, 0, 2), p["W_beta"], out=buf.beta)
     # main cell
-    xp.matmul(h_prev, p["W_hh"], out=buf.hh)
+    K.matmul(h_prev, p["W_hh"], out=buf.hh)
     K.hyper_modulate_forward(xw_t, buf.hh, buf.alpha, buf.beta, p["b"], buf.a)
     K.ln_lstm_cell_forward(buf.a, c_prev, h_prev, keep_t, mask_t, p["ln_gamma"], p["ln_beta"],
                            p["ln_c_gamma"], p["ln_c_beta"], c_out, h_out, buf.act, buf.norm,
@@ -262,8 +261,8 @@ def hyper_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const
     active = check_active(active, T, B, mask)
     dts = (x.dtype, p["W_xh"].dtype) + (() if x_const is None else (x_const.dtype,))
     dt = xp.result_type(*dts)
-    XW = input_projection(x, p["W_xh"], None, x_const)              # all steps at once
-    HX = input_projection(x, p["hyper_W_xh"][:D], None, x_const)    # hyper cell's input part
+    XW = input_projection(x, p["W_xh"], None, x_const, K)           # all steps at once
+    HX = input_projection(x, p["hyper_W_xh"][:D], None, x_const, K)  # hyper cell's input part
     h0, hh0, c0, ch0 = hyper_lstm_split_state(state0, H, Hh)
     st = SimpleNamespace(   # st.h[t] is the h entering step t; st.h[1:] are the outputs
         h=xp.empty((T + 1, B, H), dt), hhat=xp.empty((T + 1, B, Hh), dt),
@@ -412,21 +411,21 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True, per_step=None):
                                   sv.alpha[t, :8 * n * H].reshape(8, n, H), dXW_t, dHH_t, dalpha)
         # forward was: alpha_k = zw_k @ W_alpha[k]: W_alpha[k] gets zw_k^T @ dalpha_k
         if per_step:
-            xp.matmul(sv.zw[t][:n].reshape(n, 8, E).transpose(1, 2, 0), dalpha,
-                      out=gW_alpha_t)
+            K.matmul(sv.zw[t][:n].reshape(n, 8, E).transpose(1, 2, 0), dalpha,
+                     out=gW_alpha_t)
             acc.W_alpha += gW_alpha_t
         else:
             dALPHA[:, t, :n] = dalpha
         # forward was: alpha = zw (as [8, n, E]) @ W_alpha; beta = zb (as [4, n, E]) @ W_beta,
         # and beta_k is added to a_k, so dbeta = da block by block
-        xp.matmul(dalpha, W_alphaT, out=dzw8)
+        K.matmul(dalpha, W_alphaT, out=dzw8)
         dZW_t.reshape(n, 8, E).transpose(1, 0, 2)[...] = dzw8
-        xp.matmul(dA_t.reshape(n, 4, H).transpose(1, 0, 2), W_betaT, out=dzb4)
+        K.matmul(dA_t.reshape(n, 4, H).transpose(1, 0, 2), W_betaT, out=dzb4)
         dZB_t.reshape(n, 4, E).transpose(1, 0, 2)[...] = dzb4
         # forward was: zw = h_hat @ W_zw + b_zw, zb = h_hat @ W_zb (h_hat leaves this step)
-        xp.matmul(dZW_t, W_zwT, out=dhhat_n)
+        K.matmul(dZW_t, W_zwT, out=dhhat_n)
         dhhat_n += dhhc
-        xp.matmul(dZB_t, W_zbT, out=tmp_hh[:n])
+        K.matmul(dZB_t, W_zbT, out=tmp_hh[:n])
         dhhat_n += tmp_hh[:n]
         # hyper cell (forward was: ln_lstm_cell_forward(a_hat, c_hat_prev, h_hat_prev, ...))
         K.ln_lstm_cell_backward(dhhat_n, dchat[:n], st.chat[t][:n], None, mask_t,
@@ -438,11 +437,11 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True, per_step=None):
                 a += g
         # forward was: a_hat = hx + h_prev @ hyper_W_xh[D:] + h_hat_prev @ hyper_W_hh and
         # hh = h_prev @ W_hh (plus the pass-throughs at mask-0 steps)
-        xp.matmul(dHH_t, W_hhT, out=dhc)
-        xp.matmul(dHA_t, hW_hT, out=tmp_h[:n])
+        K.matmul(dHH_t, W_hhT, out=dhc)
+        K.matmul(dHA_t, hW_hT, out=tmp_h[:n])
         dhc += tmp_h[:n]
         dhc += dh_pass[:n]
-        xp.matmul(dHA_t, hW_hhT, out=dhhc)
+        K.matmul(dHA_t, hW_hhT, out=dhhc)
         dhhc += dhh_pass[:n]
         dc, dc_prev = dc_prev, dc
         dchat, dchat_prev = dchat_prev, dchat
@@ -460,33 +459,33 @@ def hyper_lstm_backward(dhs, dstate_T, cache, need_dx=True, per_step=None):
         dg, dbt, dgc, dbc = ln_param_grads(dY, sv.norm, H)
         hdg, hdbt, hdgc, hdbc = ln_param_grads(dHY, sv.hnorm, Hh)
         # W_alpha[k] = sum over steps of zw_k^T @ dalpha_k: [8, E, TB] @ [8, TB, H]
-        dW_alpha = xp.matmul(sv.zw.reshape(TB, 8, E).transpose(1, 2, 0),
-                             dALPHA.reshape(8, TB, H))
+        dW_alpha = K.matmul(sv.zw.reshape(TB, 8, E).transpose(1, 2, 0),
+                            dALPHA.reshape(8, TB, H))
     hW_x = p["hyper_W_xh"][:D]
     # forward was: XW = X @ W_xh and HX = X @ hyper_W_xh[:D] over all steps (with x_const: its
     # part projected once, so its gradients see the step gradients summed over time)
-    dx_a, dW_xh, _ = input_projection_backward(dXW, x, p["W_xh"], x_const, need_dx)
-    dx_b, dhW_x, _ = input_projection_backward(dHA, x, hW_x, x_const, need_dx)
+    dx_a, dW_xh, _ = input_projection_backward(dXW, x, p["W_xh"], x_const, need_dx, K)
+    dx_b, dhW_x, _ = input_projection_backward(dHA, x, hW_x, x_const, need_dx, K)
     dx_seq_a, dx_seq_b = (dx_a, dx_b) if x_const is None else (dx_a[0], dx_b[0])
     dx = dx_seq_a + dx_seq_b if need_dx else None
     if x_const is not None:
         dx = (dx, dx_a[1] + dx_b[1])
     grads = {
         "W_xh": dW_xh,
-        "W_hh": Hprev2.T @ dHH2,
+        "W_hh": K.matmul(Hprev2.T, dHH2),
         "b": dA2.sum(axis=0),
         "ln_gamma": dg, "ln_beta": dbt, "ln_c_gamma": dgc, "ln_c_beta": dbc,
-        "hyper_W_xh": xp.concatenate([dhW_x, Hprev2.T @ dHA2], axis=0),
-        "hyper_W_hh": st.hhat[:T].reshape(TB, Hh).T @ dHA2,
+        "hyper_W_xh": xp.concatenate([dhW_x, K.matmul(Hprev2.T, dHA2)], axis=0),
+        "hyper_W_hh": K.matmul(st.hhat[:T].reshape(TB, Hh).T, dHA2),
         "hyper_ln_gamma": hdg, "hyper_ln_beta": hdbt, "hyper_ln_c_gamma": hdgc,
         "hyper_ln_c_beta": hdbc,
-        "W_zw": Hhat2.T @ dZW.reshape(TB, 8 * E),
+        "W_zw": K.matmul(Hhat2.T, dZW.reshape(TB, 8 * E)),
         "b_zw": dZW.reshape(TB, 8 * E).sum(axis=0),
         "W_alpha": dW_alpha,
-        "W_zb": Hhat2.T @ dZB.reshape(TB, 4 * E),
+        "W_zb": K.matmul(Hhat2.T, dZB.reshape(TB, 4 * E)),
         # W_beta[k] = sum over steps of zb_k^T @ da_k: [4, E, TB] @ [4, TB, H]
-        "W_beta": xp.matmul(sv.zb.reshape(TB, 4, E).transpose(1, 2, 0),
-                            dA.reshape(TB, 4, H).transpose(1, 0, 2)),
+        "W_beta": K.matmul(sv.zb.reshape(TB, 4, E).transpose(1, 2, 0),
+                           dA.reshape(TB, 4, H).transpose(1, 0, 2)),
     }
     dstate0 = xp.concatenate([dh_carry, dhh_carry, dc, dchat], axis=1)
     return dx, dstate0, grads
@@ -504,7 +503,7 @@ def hyper_lstm_step(x_t, state, p, kernels=None):
     dt = xp.result_type(x_t.dtype, p["W_xh"].dtype)
     parts = [xp.ascontiguousarray(s, dtype=dt) for s in hyper_lstm_split_state(state, H, Hh)]
     out = [xp.empty_like(s) for s in parts]
-    xw = x_t @ p["W_xh"]
-    hx = x_t @ p["hyper_W_xh"][:D]
+    xw = K.matmul(x_t, p["W_xh"])
+    hx = K.matmul(x_t, p["hyper_W_xh"][:D])
     _step_forward(K, p, xw, hx, *parts, None, None, *out, _step_buffers(xp, B, H, Hh, E, dt))
     return out[0], xp.concatenate(out, axis=1)

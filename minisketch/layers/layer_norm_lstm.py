@@ -252,7 +252,7 @@ def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=No
     H = W_hh.shape[0]
     active = check_active(active, T, B, mask)
     dt = xp.result_type(x.dtype, W_xh.dtype)
-    XW = input_projection(x, W_xh, None, x_const)               # all input projections at once
+    XW = input_projection(x, W_xh, None, x_const, K)             # all input projections at once
     hs_all = xp.empty((T + 1, B, H), dtype=dt)                  # hs_all[t] is h_prev of step t
     cs_all = xp.empty((T + 1, B, H), dtype=dt)
     cs_all[0] = state0[:, :H]
@@ -267,7 +267,7 @@ def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=No
     for t in range(T):
         keep_t = None if keep is None else keep[t]
         if active is None:
-            xp.matmul(hs_all[t], W_hh, out=a)
+            K.matmul(hs_all[t], W_hh, out=a)
             a += XW[t]
             K.ln_lstm_cell_forward(a, cs_all[t], hs_all[t], keep_t,
                                    None if mask is None else mask[t], *ln,
@@ -276,7 +276,7 @@ def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=No
         n = active[t]
         if n > 0:
             # the real rows [0, n): leading-row slices of C-contiguous arrays are contiguous
-            xp.matmul(hs_all[t][:n], W_hh, out=a[:n])
+            K.matmul(hs_all[t][:n], W_hh, out=a[:n])
             a[:n] += XW[t][:n]
             K.ln_lstm_cell_forward(a[:n], cs_all[t][:n], hs_all[t][:n],
                                    None if keep_t is None else keep_t[:n], None, *ln,
@@ -336,7 +336,7 @@ def ln_lstm_backward(dhs, dstate_T, cache, need_dx=True):
                                     None if mask is None else mask[t], gamma, gamma_c,
                                     acts[t], norms[t], rstds[t], dA[t], dY[t], dc_prev, dh_pass)
             # forward was: a = h_prev @ W_hh + XW[t] (plus the pass-through at padding steps)
-            xp.matmul(dA[t], W_hhT, out=dh_carry)
+            K.matmul(dA[t], W_hhT, out=dh_carry)
             dh_carry += dh_pass
         else:
             n = active[t]
@@ -348,19 +348,19 @@ def ln_lstm_backward(dhs, dstate_T, cache, need_dx=True):
                                         dA_t, dY[offs[t]:offs[t + 1]], dc_prev[:n],
                                         dh_pass[:n])
                 # forward was: a[:n] = h_prev[:n] @ W_hh + XW[t][:n] (dh_pass[:n] is 0)
-                xp.matmul(dA_t, W_hhT, out=dh_carry[:n])
+                K.matmul(dA_t, W_hhT, out=dh_carry[:n])
             if n < B:
                 # forward was: c_out, h_out = c_prev, h_prev on the padding rows
                 dc_prev[n:] = dc[n:]
                 dh_carry[n:] = dh[n:]
         dc, dc_prev = dc_prev, dc
     dx, dW_xh, _, H2, dA2 = all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_all[:T],
-                                               active)
+                                               active, K)
     dg, db, dgc, dbc = ln_param_grads(dY, norms if active is None else pack_rows(norms, active),
                                       H)
     grads = {
         "W_xh": dW_xh,
-        "W_hh": H2.T @ dA2,
+        "W_hh": K.matmul(H2.T, dA2),
         "ln_gamma": dg, "ln_beta": db, "ln_c_gamma": dgc, "ln_c_beta": dbc,
     }
     dstate0 = xp.concatenate([dc, dh_carry], axis=1)
@@ -380,8 +380,8 @@ def ln_lstm_step(x_t, state, p, kernels=None):
     dt = xp.result_type(x_t.dtype, W_xh.dtype)
     c_prev = xp.ascontiguousarray(state[:, :H], dtype=dt)
     h_prev = xp.ascontiguousarray(state[:, H:], dtype=dt)
-    a = h_prev @ W_hh
-    a += x_t @ W_xh
+    a = K.matmul(h_prev, W_hh)
+    a += K.matmul(x_t, W_xh)
     c = xp.empty((B, H), dtype=dt)
     h = xp.empty((B, H), dtype=dt)
     act = xp.empty((B, 5 * H), dtype=dt)

@@ -11,6 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import get_xp
+
+
+def matmul(a, b, out=None):
+    """a @ b (into ``out`` when given): the array module's own ``matmul``.
+
+    The reference of the ``matmul`` kernel, through which the recurrent layers do every matrix
+    product of a sequence (the per-step recurrent products and the all-steps projections and
+    weight gradients), so that a backend can route them to another BLAS (the Numba backend:
+    MKL, when installed, ``minisketch/blas.py``). Same arguments and result as ``xp.matmul``."""
+    return get_xp(a).matmul(a, b, out=out)
+
 
 def linear_forward(x, W, b):
     """y = x @ W + b.

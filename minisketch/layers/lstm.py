@@ -104,61 +104,65 @@ def check_active(active, T: int, B: int, mask=None):
     return tuple(int(n) for n in arr)
 
 
-def input_projection(x, W_xh, b=None, x_const=None):
+def input_projection(x, W_xh, b=None, x_const=None, kernels=None):
     """All steps' input projections [T, B, 4H] at once: x @ W_xh (+ b).
 
     x [T, B, D] and W_xh [D, 4H]; or, with x_const [B, Dc], x [T, B, Dx] (Dx + Dc = D) and the
     input at every step concat(x_t, x_const): x @ W_xh[:Dx] + (x_const @ W_xh[Dx:] + b), whose
-    second term is computed once for all steps. b [4H] or None (no bias)."""
+    second term is computed once for all steps. b [4H] or None (no bias). kernels: whose
+    ``matmul`` multiplies (None = the reference's)."""
+    K = resolve_kernels(kernels)
     T, B, Dx = x.shape
     if x_const is None:
-        XW = (x.reshape(T * B, Dx) @ W_xh).reshape(T, B, W_xh.shape[1])
+        XW = K.matmul(x.reshape(T * B, Dx), W_xh).reshape(T, B, W_xh.shape[1])
         if b is not None:
             XW += b
         return XW
     if x_const.ndim != 2 or x_const.shape[0] != B or Dx + x_const.shape[1] != W_xh.shape[0]:
         raise ValueError(f"x_const must be [B, D - Dx] = [{B}, {W_xh.shape[0] - Dx}], "
                          f"got {tuple(x_const.shape)}")
-    XW = (x.reshape(T * B, Dx) @ W_xh[:Dx]).reshape(T, B, W_xh.shape[1])
-    cw = x_const @ W_xh[Dx:]
+    XW = K.matmul(x.reshape(T * B, Dx), W_xh[:Dx]).reshape(T, B, W_xh.shape[1])
+    cw = K.matmul(x_const, W_xh[Dx:])
     if b is not None:
         cw += b
     XW += cw[None]
     return XW
 
 
-def input_projection_backward(dA, x, W_xh, x_const=None, need_dx=True):
+def input_projection_backward(dA, x, W_xh, x_const=None, need_dx=True, kernels=None):
     """Backward of ``input_projection`` given dA [T, B, 4H], the gradient w.r.t. its output.
 
     Returns (dx, dW_xh [D, 4H], dA_sum): without x_const dx [T, B, D] and dA_sum None; with it
     dx = (dx_seq [T, B, Dx], dx_const [B, Dc]) and dA_sum = dA summed over steps [B, 4H] (what
     the bias gradient needs). need_dx=False skips the gradient w.r.t. the per-step input x (a
-    [T B, 4H] x [4H, Dx] product nobody reads when x is data): dx, or dx_seq, is then None."""
+    [T B, 4H] x [4H, Dx] product nobody reads when x is data): dx, or dx_seq, is then None.
+    kernels: whose ``matmul`` multiplies (None = the reference's)."""
+    K = resolve_kernels(kernels)
     T, B, Dx = x.shape
     G = dA.shape[2]
     dA2 = dA.reshape(T * B, G)
     if x_const is None:
         # forward was: XW = X @ W_xh, one matmul over all steps
-        dx = (dA2 @ W_xh.T).reshape(T, B, Dx) if need_dx else None
-        return dx, x.reshape(T * B, Dx).T @ dA2, None
+        dx = K.matmul(dA2, W_xh.T).reshape(T, B, Dx) if need_dx else None
+        return dx, K.matmul(x.reshape(T * B, Dx).T, dA2), None
     # forward was: XW[t] = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] at every step t, so the
     # constant part's gradients see dA summed over the steps
     dA_sum = dA.sum(axis=0)
-    dx_seq = (dA2 @ W_xh[:Dx].T).reshape(T, B, Dx) if need_dx else None
-    dx_const, dW = _x_const_grads(x.reshape(T * B, Dx), dA2, dA_sum, W_xh, x_const)
+    dx_seq = K.matmul(dA2, W_xh[:Dx].T).reshape(T, B, Dx) if need_dx else None
+    dx_const, dW = _x_const_grads(x.reshape(T * B, Dx), dA2, dA_sum, W_xh, x_const, K)
     return (dx_seq, dx_const), dW, dA_sum
 
 
-def _x_const_grads(X2, dA2, dA_sum, W_xh, x_const):
+def _x_const_grads(X2, dA2, dA_sum, W_xh, x_const, K):
     """The gradients of ``input_projection`` with x_const, given the per-step inputs X2 [R, Dx]
     and their gradients dA2 [R, G] (R rows over all steps) and dA summed over the steps per
-    batch row, dA_sum [B, G]: (dx_const [B, Dc], dW_xh [D, G])."""
+    batch row, dA_sum [B, G]: (dx_const [B, Dc], dW_xh [D, G]). K: the kernels (``matmul``)."""
     xp = get_xp(dA2)
     Dx = X2.shape[1]
-    dx_const = dA_sum @ W_xh[Dx:].T
+    dx_const = K.matmul(dA_sum, W_xh[Dx:].T)
     dW = xp.empty(W_xh.shape, dtype=xp.result_type(X2.dtype, x_const.dtype, dA2.dtype))
-    xp.matmul(X2.T, dA2, out=dW[:Dx])
-    xp.matmul(x_const.T, dA_sum, out=dW[Dx:])
+    K.matmul(X2.T, dA2, out=dW[:Dx])
+    K.matmul(x_const.T, dA_sum, out=dW[Dx:])
     return dx_const, dW
 
 
@@ -180,10 +184,10 @@ def pack_rows(a, active):
     return xp.concatenate(parts, axis=0)
 
 
-def packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active, offs):
+def packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active, offs, K):
     """``input_projection_backward`` for a packed dA [sum(active), G] (the real rows only, as
     ``pack_rows`` lays them out): the same returns, dx unpacked to [T, B, Dx] with zeros on the
-    padding rows (their gradient)."""
+    padding rows (their gradient). K: the kernels (``matmul``)."""
     xp = get_xp(dA)
     T, B, Dx = x.shape
     G = dA.shape[1]
@@ -191,34 +195,35 @@ def packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active, offs
     W_seq = W_xh if x_const is None else W_xh[:Dx]
     dx = None
     if need_dx:
-        dxp = dA @ W_seq.T
+        dxp = K.matmul(dA, W_seq.T)
         dx = xp.zeros((T, B, Dx), dtype=dxp.dtype)
         for t, n in enumerate(active):
             dx[t][:n] = dxp[offs[t]:offs[t + 1]]
     if x_const is None:
-        return dx, Xp.T @ dA, None
+        return dx, K.matmul(Xp.T, dA), None
     # forward was: XW[t] = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] for the real rows of step t
     dA_sum = xp.zeros((B, G), dtype=dA.dtype)
     for t, n in enumerate(active):
         if n > 0:
             dA_sum[:n] += dA[offs[t]:offs[t + 1]]
-    dx_const, dW = _x_const_grads(Xp, dA, dA_sum, W_xh, x_const)
+    dx_const, dW = _x_const_grads(Xp, dA, dA_sum, W_xh, x_const, K)
     return (dx, dx_const), dW, dA_sum
 
 
-def all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_prev, active):
+def all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_prev, active, K):
     """The all-steps part of a recurrent backward (``lstm_backward``, ``ln_lstm_backward``):
     the input projection's gradients, and the rows that the W_hh gradient multiplies.
 
     dA: [T, B, G] without ``active``, packed [sum(active), G] with it (``pack_rows``' layout);
     hs_prev [T, B, H]: the h entering each step. Returns (dx, dW_xh, dA_sum, H2, dA2) with
-    dW_hh = H2.T @ dA2: all T B rows without active, the real rows only with it."""
+    dW_hh = H2.T @ dA2: all T B rows without active, the real rows only with it. K: the
+    kernels (``matmul``)."""
     if active is None:
         T, B, H = hs_prev.shape
-        dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const, need_dx)
+        dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const, need_dx, K)
         return dx, dW_xh, dA_sum, hs_prev.reshape(T * B, H), dA.reshape(T * B, -1)
     dx, dW_xh, dA_sum = packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active,
-                                                         row_offsets(active))
+                                                         row_offsets(active), K)
     return dx, dW_xh, dA_sum, pack_rows(hs_prev, active), dA
 
 
@@ -356,7 +361,7 @@ def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=None,
     H = W_hh.shape[0]
     active = check_active(active, T, B, mask)
     dt = xp.result_type(x.dtype, W_xh.dtype)
-    XW = input_projection(x, W_xh, b, x_const)    # all steps' input projections at once
+    XW = input_projection(x, W_xh, b, x_const, K)    # all steps' input projections at once
     hs_all = xp.empty((T + 1, B, H), dtype=dt)   # hs_all[t] is h_prev of step t
     cs_all = xp.empty((T + 1, B, H), dtype=dt)
     cs_all[0] = state0[:, :H]
@@ -366,7 +371,7 @@ def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=None,
     for t in range(T):
         keep_t = None if keep is None else keep[t]
         if active is None:
-            xp.matmul(hs_all[t], W_hh, out=hh)
+            K.matmul(hs_all[t], W_hh, out=hh)
             K.lstm_cell_forward(XW[t], hh, cs_all[t], hs_all[t], keep_t,
                                 None if mask is None else mask[t],
                                 cs_all[t + 1], hs_all[t + 1], acts[t])
@@ -374,7 +379,7 @@ def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=None,
         n = active[t]
         if n > 0:
             # the real rows [0, n): leading-row slices of C-contiguous arrays are contiguous
-            xp.matmul(hs_all[t][:n], W_hh, out=hh[:n])
+            K.matmul(hs_all[t][:n], W_hh, out=hh[:n])
             K.lstm_cell_forward(XW[t][:n], hh[:n], cs_all[t][:n], hs_all[t][:n],
                                 None if keep_t is None else keep_t[:n], None,
                                 cs_all[t + 1][:n], hs_all[t + 1][:n], acts[t][:n])
@@ -434,7 +439,7 @@ def lstm_backward(dhs, dstate_T, cache, need_dx=True):
             K.lstm_cell_backward(dh, dc, cs_all[t], acts[t], keep_t,
                                  None if mask is None else mask[t], dA[t], dc_prev, dh_pass)
             # forward was: hh = h_prev @ W_hh (plus the pass-through at padding steps)
-            xp.matmul(dA[t], W_hhT, out=dh_carry)
+            K.matmul(dA[t], W_hhT, out=dh_carry)
             dh_carry += dh_pass
         else:
             n = active[t]
@@ -444,7 +449,7 @@ def lstm_backward(dhs, dstate_T, cache, need_dx=True):
                                      None if keep_t is None else keep_t[:n], None, dA_t,
                                      dc_prev[:n], dh_pass[:n])
                 # forward was: hh[:n] = h_prev[:n] @ W_hh (dh_pass[:n] is 0: real steps)
-                xp.matmul(dA_t, W_hhT, out=dh_carry[:n])
+                K.matmul(dA_t, W_hhT, out=dh_carry[:n])
             if n < B:
                 # forward was: c_out, h_out = c_prev, h_prev on the padding rows
                 dc_prev[n:] = dc[n:]
@@ -452,10 +457,10 @@ def lstm_backward(dhs, dstate_T, cache, need_dx=True):
         dc, dc_prev = dc_prev, dc
     # forward was: XW = X @ W_xh + b, and hh_t = h_prev_t @ W_hh: one matmul each over all steps
     dx, dW_xh, dA_sum, H2, dA2 = all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_all[:T],
-                                                    active)
+                                                    active, K)
     grads = {
         "W_xh": dW_xh,
-        "W_hh": H2.T @ dA2,
+        "W_hh": K.matmul(H2.T, dA2),
         "b": dA2.sum(axis=0) if dA_sum is None else dA_sum.sum(axis=0),
     }
     dstate0 = xp.concatenate([dc, dh_carry], axis=1)
@@ -474,11 +479,11 @@ def lstm_step(x_t, state, p, kernels=None):
     H = W_hh.shape[0]
     B = x_t.shape[0]
     dt = xp.result_type(x_t.dtype, W_xh.dtype)
-    xw = x_t @ W_xh
+    xw = K.matmul(x_t, W_xh)
     xw += b
     c_prev = xp.ascontiguousarray(state[:, :H], dtype=dt)
     h_prev = xp.ascontiguousarray(state[:, H:], dtype=dt)
-    hh = h_prev @ W_hh
+    hh = K.matmul(h_prev, W_hh)
     c = xp.empty((B, H), dtype=dt)
     h = xp.empty((B, H), dtype=dt)
     act = xp.empty((B, 5 * H), dtype=dt)
