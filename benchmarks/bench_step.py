@@ -284,6 +284,8 @@ def run(args):
         t = time.perf_counter()
         numba_cpu.warm_up([args.dtype])
         result["jit_load_s"] = time.perf_counter() - t
+        from minisketch import blas
+        result["products"] = blas.describe()
 
     batch = random_batch(args.batch, args.nmax, seed=args.seed)
     model = SketchRNN(hp, backend=args.backend, dtype=args.dtype, seed=args.seed,
@@ -362,6 +364,8 @@ def report(r):
                      f"{100 * r['frac_of_peak']:.0f}% of it")
     lines.append(f"BLAS {r['blas']} core {r['blas_core']} threads {r['blas_threads']}"
                  + (f"  (env {r['openblas_env']})" if r["openblas_env"] else ""))
+    if "products" in r:
+        lines.append(f"numba backend's products: {r['products']}")
     lines.append(f"peak RSS {r['peak_rss_mib']:.0f} MiB; loss {r['loss']:.4f}; "
                  f"update {r['adam_update']}; malloc-keep {r['malloc_keep']}; "
                  f"row blocks {r.get('row_blocks')}")

@@ -13,7 +13,8 @@ change in the machine's speed falls on both. Each call reads a different copy of
 as they do in the step, not from a warm L2.
 
 It prints, per shape, GFLOP/s of each library (median over ``--reps`` repetitions) and the ratio
-NumPy time / torch time. It needs PyTorch (never a dependency of minisketch: ``pip install
+NumPy time / torch time. Where MKL is installed (``pip install -e ".[mkl]"``) a third library
+takes its turn: ``minisketch.blas``'s call into it, the route of the Numba backend's products. It needs PyTorch (never a dependency of minisketch: ``pip install
 torch==2.13.0`` on the development machines); without it, it says so and exits 1.
 """
 from __future__ import annotations
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     import numpy as np
     sys.path.insert(0, HERE)
     from bench_step import blas_info
-    from minisketch import cpu
+    from minisketch import blas, cpu
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -71,8 +72,15 @@ def main(argv=None) -> int:
     print(f"NumPy {np.__version__} ({info['blas']}, core {info['blas_core']}) vs torch "
           f"{torch.__version__} (MKL: {torch.backends.mkl.is_available()}), one thread each, "
           f"float32")
-    print("| product | rows x inner x columns | NumPy GF/s | torch GF/s | NumPy / torch time |")
-    print("|---|---|---|---|---|")
+    mkl = blas.load_mkl()
+    if mkl is not None:
+        print(f"and minisketch.blas on {mkl.version}, sequential")
+        print("| product | rows x inner x columns | NumPy GF/s | torch GF/s | minisketch MKL GF/s "
+              "| NumPy / torch time | minisketch MKL / torch time |")
+        print("|---|---|---|---|---|---|---|")
+    else:
+        print("| product | rows x inner x columns | NumPy GF/s | torch GF/s | NumPy / torch time |")
+        print("|---|---|---|---|---|")
     with cpu.blas_threads(1):
         for name, m, k, n, transposed in SHAPES:
             if transposed:
@@ -96,17 +104,32 @@ def main(argv=None) -> int:
                 for c in range(calls):
                     torch.matmul(at, wts[c % len(wts)], out=outt)
 
-            times = {run_numpy: [], run_torch: []}
+            wms = [w.copy() for w in ws]
+            outm = np.empty((m, n), np.float32)
+
+            def run_mkl():
+                for c in range(calls):
+                    mkl.matmul(a, wms[c % len(wms)], outm)
+
+            fns = [run_numpy, run_torch] + ([run_mkl] if mkl is not None else [])
+            times = {fn: [] for fn in fns}
             for r in range(reps + 1):           # the first repetition warms up
-                for fn in ((run_numpy, run_torch) if r % 2 else (run_torch, run_numpy)):
+                for fn in fns[r % len(fns):] + fns[:r % len(fns)]:     # who goes first rotates
                     t0 = time.perf_counter()
                     fn()
                     if r:
                         times[fn].append((time.perf_counter() - t0) / calls)
             dn, dt = statistics.median(times[run_numpy]), statistics.median(times[run_torch])
             flops = 2.0 * m * k * n
-            print(f"| {name} | {m} x {k} x {n} | {flops / dn / 1e9:.0f} | "
-                  f"{flops / dt / 1e9:.0f} | {dn / dt:.2f} |")
+            if mkl is None:
+                print(f"| {name} | {m} x {k} x {n} | {flops / dn / 1e9:.0f} | "
+                      f"{flops / dt / 1e9:.0f} | {dn / dt:.2f} |")
+            else:
+                np.testing.assert_allclose(outm, out, rtol=1e-3, atol=1e-3 * np.abs(out).max())
+                dm = statistics.median(times[run_mkl])
+                print(f"| {name} | {m} x {k} x {n} | {flops / dn / 1e9:.0f} | "
+                      f"{flops / dt / 1e9:.0f} | {flops / dm / 1e9:.0f} | {dn / dt:.2f} | "
+                      f"{dm / dt:.2f} |")
     return 0
 
 

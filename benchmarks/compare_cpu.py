@@ -58,8 +58,9 @@ def parse_args(argv=None):
                    help="comma-separated, from numpy, numba, numpysplit and numbasplit (NumPy "
                         "and Numba as the training command runs them: BLAS on one thread, the "
                         "step in one row block per core), numbapar (Numba with "
-                        "MINISKETCH_NUMBA_PARALLEL=1: kernels split across Numba's threads) "
-                        "and torch")
+                        "MINISKETCH_NUMBA_PARALLEL=1: kernels split across Numba's threads), "
+                        "numbasplit-openblas (numbasplit with MINISKETCH_BLAS=numpy: NumPy's "
+                        "OpenBLAS even where MKL is installed) and torch")
     p.add_argument("--fused", action="store_true",
                    help="add Numba vs torch nn.LSTM, both without recurrent dropout")
     p.add_argument("--malloc-keep", action="store_true",
@@ -97,12 +98,12 @@ def command(args, backend, dec, fused=False, extra=()):
         if fused:
             cmd.append("--fused")
     else:
-        name = {"numbapar": "numba", "numbasplit": "numba", "numpysplit": "numpy"}.get(backend,
-                                                                                   backend)
+        name = {"numbapar": "numba", "numbasplit": "numba", "numpysplit": "numpy",
+                "numbasplit-openblas": "numba"}.get(backend, backend)
         cmd = [sys.executable, os.path.join(HERE, "bench_step.py"), "--backend", name] + common
         if backend == "numbapar":
             cmd += ["--model-threads", "1"]      # unsplit step
-        if backend in ("numbasplit", "numpysplit"):
+        if backend in ("numbasplit", "numpysplit", "numbasplit-openblas"):
             cmd += ["--model-threads", str(len(os.sched_getaffinity(0)))]
     return cmd + list(extra)
 
@@ -110,9 +111,12 @@ def command(args, backend, dec, fused=False, extra=()):
 def run_one(cmd, env, backend=None):
     if backend == "numbapar":    # Numba kernels split across Numba's threads (opt-in)
         env = dict(env, MINISKETCH_NUMBA_PARALLEL="1")
-    if backend in ("numbasplit", "numpysplit"):  # BLAS on one thread, as train.py sets it
+    if backend in ("numbasplit", "numpysplit", "numbasplit-openblas"):
+        # BLAS on one thread, as train.py sets it
         env = dict(env, **{v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                             "MKL_NUM_THREADS")})
+    if backend == "numbasplit-openblas":
+        env = dict(env, MINISKETCH_BLAS="numpy")
     load = os.getloadavg()[0]
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -161,7 +165,8 @@ def main(argv=None):
         pairs.append(("lstm", True))
     for dec, fused in pairs:
         bks = [b for b in backends
-               if not fused or b in ("numba", "numbasplit", "numbapar", "torch")]
+               if not fused or b in ("numba", "numbasplit", "numbapar", "numbasplit-openblas",
+                                     "torch")]
         runs = {b: [] for b in bks}
         for rnd in range(args.rounds):
             order = bks[rnd % len(bks):] + bks[:rnd % len(bks)]
@@ -190,6 +195,10 @@ def main(argv=None):
         print(f"NumPy BLAS: {blas['blas']} core {blas['blas_core']}, "
               f"{blas['blas_threads']} threads" +
               (f"; OpenBLAS env {blas['openblas_env']}" if blas.get("openblas_env") else ""))
+    for b, rs in first.items():
+        prod = next((r["products"] for r in rs if r.get("products")), None)
+        if prod:
+            print(f"{b}: products through {prod}")
     if compile_info:
         print(f"Numba cold-cache compile ({args.dtype}): {compile_info['wall_s']:.1f} s wall, "
               f"{compile_info['cpu_s']:.1f} s CPU")

@@ -582,7 +582,7 @@ class SketchRNN:
         Hd = hp.dec_rnn_size
         # forward was: y = hs2 @ W_out + b_out
         K = self.backend.kernels
-        K.matmul(c.hs2.T, c.dy, out=G["out/W"])
+        G["out/W"][...] = K.matmul(c.hs2.T, c.dy)
         G["out/b"][...] = c.dy.sum(axis=0)
         dhs2 = K.matmul(c.dy, P["out/W"].T)
         if job.out_mask is not None:
