@@ -59,7 +59,7 @@ if __name__ == "__main__" and not any(v in os.environ for v in BLAS_THREAD_VARS)
 
 import numpy as np  # noqa: E402
 
-from .backend import BACKENDS, to_numpy  # noqa: E402
+from .backend import BACKENDS, get_backend, to_numpy  # noqa: E402
 from .checkpoint import load_checkpoint, load_params, model_config, save_checkpoint  # noqa: E402
 from .errors import MinisketchError, ModelError, run_cli  # noqa: E402
 from .fileio import atomic_open, write_bytes_atomic  # noqa: E402
@@ -260,6 +260,8 @@ def setup_run(args) -> Run:
     else:
         hp, opts = resolve_config(args)
 
+    # an unusable backend (no CuPy, a bad MINISKETCH_BLAS) is one error line before any folder
+    get_backend(opts["backend"])
     out = Path(opts["out"])
     if ck is None and ((out / "checkpoint.npz").exists() or (out / "best.npz").exists()):
         raise MinisketchError(f"{out} already holds a training run; continue it with --resume "

@@ -211,6 +211,15 @@ def test_truncated_checkpoint_resume_is_an_error(data, tmp_path):
     assert r.returncode == 1 and "corrupt or truncated" in _error_line(r)
 
 
+def test_bad_minisketch_blas_is_one_error_line_before_any_folder(data, tmp_path):
+    out = tmp_path / "run"
+    r = _cli("--data", data, "--out", out, "--steps", 2, "--backend", "numba", *TINY,
+             env_extra={"MINISKETCH_BLAS": "fastest"})
+    assert r.returncode == 1
+    assert "MINISKETCH_BLAS must be one of auto, numpy, mkl" in _error_line(r)
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
 def test_mismatched_checkpoint_resume_is_an_error(data, tmp_path):
     out = tmp_path / "run"
     _ok(_cli("--data", data, "--out", out, "--steps", 2, *TINY))
