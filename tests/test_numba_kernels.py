@@ -222,6 +222,35 @@ def test_elementary_functions_against_numpy(dtype):
         assert np.max(np.abs(got - np.log1p(u)) / np.spacing(np.log1p(u))) <= 4
 
 
+# --------------------------------------------------------------------------- float64 sums
+
+@numba.njit
+def _vector_sums(u, ulo, v, vlo, n, mean):
+    return (numba_cpu._sum(v, vlo, n), numba_cpu._sum_sqdev(v, vlo, n, mean),
+            numba_cpu._sum_prod(u, ulo, v, vlo, n))
+
+
+@HYP
+@given(n=st.integers(0, 70), ulo=st.integers(0, 9), vlo=st.integers(0, 9),
+       dtype=st.sampled_from(DTYPES), scale=st.sampled_from([1e-3, 1.0, 1e4]),
+       stride=st.sampled_from([1, 2]), seed=st.integers(0, 2 ** 31 - 1))
+def test_vector_sums_equal_the_scalar_lanes_bit_for_bit(n, ulo, vlo, dtype, scale, stride, seed):
+    """The layer-norm kernels' float64 sums (explicit <8 x double> lanes on contiguous arrays,
+    the eight-accumulator loops on strided ones) give the scalar loops' exact bits, for any
+    length (remainders, n < 8, 0) and offset."""
+    rng = np.random.default_rng(seed)
+    u = (rng.standard_normal((ulo + n) * stride) * scale).astype(dtype)[::stride]
+    v = (rng.standard_normal((vlo + n) * stride) * scale + 3 * scale).astype(dtype)[::stride]
+    mean = dtype(rng.standard_normal() * scale)
+    got = _vector_sums(u, ulo, v, vlo, n, mean)
+    want = (numba_cpu._sum_scalar(v, vlo, n), numba_cpu._sum_sqdev_scalar(v, vlo, n, mean),
+            numba_cpu._sum_prod_scalar(u, ulo, v, vlo, n))
+    assert got == want
+    if n:
+        tol = 1e-12 * float(np.sum(np.abs(v[vlo:vlo + n].astype(np.float64))))
+        assert abs(got[0] - float(np.sum(v[vlo:vlo + n].astype(np.float64)))) <= tol
+
+
 # --------------------------------------------------------------------------- LSTM
 
 @HYP

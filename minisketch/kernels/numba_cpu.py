@@ -277,11 +277,11 @@ def _ov_sigmoid(x):
 
 
 # ---------------------------------------------------------------------------------------------
-# Vectorizable sums (8 independent accumulators, float64): without fastmath LLVM may not reorder
-# a single running sum, so a plain loop would add one element per 4 cycles.
+# Float64 sums as 8 independent accumulators (the fallback of the vector sums below, for strided
+# arrays, and their definition: the same lanes, the same order, the same bits).
 
 @njit(**_JIT)
-def _sum(v, lo, n):
+def _sum_scalar(v, lo, n):
     """sum(v[lo:lo+n]) in float64."""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     n8 = n - n % 8
@@ -300,7 +300,7 @@ def _sum(v, lo, n):
 
 
 @njit(**_JIT)
-def _sum_sqdev(v, lo, n, mean):
+def _sum_sqdev_scalar(v, lo, n, mean):
     """sum((v[lo:lo+n] - mean)^2) in float64, with (v - mean) rounded to v's dtype first, as
     the reference's two-pass variance does."""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
@@ -329,7 +329,7 @@ def _sum_sqdev(v, lo, n, mean):
 
 
 @njit(**_JIT)
-def _sum_prod(u, ulo, v, vlo, n):
+def _sum_prod_scalar(u, ulo, v, vlo, n):
     """sum(u[ulo:ulo+n] * v[vlo:vlo+n]) in float64 (each product rounded to the dtype first)."""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     n8 = n - n % 8
@@ -346,6 +346,163 @@ def _sum_prod(u, ulo, v, vlo, n):
     for k in range(ulo + n8, ulo + n):
         s0 += np.float64(u[k] * v[k + d])
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+# ---------------------------------------------------------------------------------------------
+# Float64 sums of 8 lanes (lane j adds elements j, j + 8, j + 16, ... in order), then a fixed
+# tree: ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)). Without fastmath LLVM may not reorder
+# one running sum, so a plain loop adds one element per 4 cycles; written as eight scalar sums it
+# stays scalar too, because Numba runs LLVM without its SLP vectorizer (NUMBA_SLP_VECTORIZE=0, a
+# process-wide setting). So for contiguous arrays the lanes are an explicit LLVM vector
+# <8 x double> (``_lanes``): the same additions in the same order as eight scalar sums, hence the
+# same bits as the scalar loops below (the fallback for strided arrays), twice as fast or more.
+
+def _make_lanes(mode: int):
+    """An intrinsic lanes(u, ulo, v, vlo, n8, mean) -> the 8 lane sums (float64) over the n8
+    (a multiple of 8) elements from u[ulo] of: mode 0 u; mode 1 (u - mean)^2; mode 2 u * v[vlo..],
+    each term computed in the arrays' dtype and then widened to float64. u, v: 1-D contiguous
+    arrays of one float dtype."""
+
+    @intrinsic
+    def lanes(typingctx, u, ulo, v, vlo, n8, mean):
+        for a in (u, v):
+            if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+                    and a.dtype in (types.float32, types.float64)):
+                return None
+        if v.dtype != u.dtype or not isinstance(mean, types.Float):
+            return None
+        sig = types.UniTuple(types.float64, 8)(u, ulo, v, vlo, n8, mean)
+
+        def codegen(context, builder, signature, args):
+            ut, ulo_t, vt, vlo_t, n8_t, mean_t = signature.args
+            i64 = ir.IntType(64)
+            elt = context.get_value_type(ut.dtype)
+            vec = ir.VectorType(elt, 8)
+            dvec = ir.VectorType(ir.DoubleType(), 8)
+            align = context.get_abi_sizeof(elt)
+            udata = context.make_array(ut)(context, builder, args[0]).data
+            vdata = context.make_array(vt)(context, builder, args[2]).data
+            ulo_v = context.cast(builder, args[1], ulo_t, types.int64)
+            vlo_v = context.cast(builder, args[3], vlo_t, types.int64)
+            n8_v = context.cast(builder, args[4], n8_t, types.int64)
+            m = context.cast(builder, args[5], mean_t, ut.dtype)
+            mvec = ir.Constant(vec, ir.Undefined)
+            for j in range(8):
+                mvec = builder.insert_element(mvec, m, ir.Constant(ir.IntType(32), j))
+            pre = builder.block
+            hdr = builder.append_basic_block("lanes.hdr")
+            body = builder.append_basic_block("lanes.body")
+            done = builder.append_basic_block("lanes.done")
+            builder.branch(hdr)
+            builder.position_at_end(hdr)
+            i = builder.phi(i64)
+            acc = builder.phi(dvec)
+            i.add_incoming(ir.Constant(i64, 0), pre)
+            acc.add_incoming(ir.Constant(dvec, [0.0] * 8), pre)
+            builder.cbranch(builder.icmp_signed("<", i, n8_v), body, done)
+            builder.position_at_end(body)
+
+            def load(data, lo):
+                ptr = builder.gep(data, [builder.add(lo, i)])
+                return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=align)
+
+            x = load(udata, ulo_v)
+            if mode == 1:
+                d = builder.fsub(x, mvec)
+                x = builder.fmul(d, d)
+            elif mode == 2:
+                x = builder.fmul(x, load(vdata, vlo_v))
+            if elt != ir.DoubleType():
+                x = builder.fpext(x, dvec)
+            acc_next = builder.fadd(acc, x)
+            i_next = builder.add(i, ir.Constant(i64, 8))
+            body_end = builder.block
+            builder.branch(hdr)
+            i.add_incoming(i_next, body_end)
+            acc.add_incoming(acc_next, body_end)
+            builder.position_at_end(done)
+            parts = [builder.extract_element(acc, ir.Constant(ir.IntType(32), j))
+                     for j in range(8)]
+            return context.make_tuple(builder, signature.return_type, parts)
+        return sig, codegen
+    return lanes
+
+
+_lanes_sum, _lanes_sqdev, _lanes_prod = _make_lanes(0), _make_lanes(1), _make_lanes(2)
+
+
+def _contiguous(a) -> bool:
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+
+
+def _sum(v, lo, n):
+    """sum(v[lo:lo+n]) in float64 (jitted code only)."""
+    raise NotImplementedError
+
+
+def _sum_sqdev(v, lo, n, mean):
+    """sum((v[lo:lo+n] - mean)^2) in float64, with (v - mean) rounded to v's dtype first, as
+    the reference's two-pass variance does (jitted code only)."""
+    raise NotImplementedError
+
+
+def _sum_prod(u, ulo, v, vlo, n):
+    """sum(u[ulo:ulo+n] * v[vlo:vlo+n]) in float64, each product rounded to the dtype first
+    (jitted code only)."""
+    raise NotImplementedError
+
+
+@njit(**_JIT)
+def _tree(s0, s):
+    """The lanes' sum, s0 in place of lane 0: the scalar loops' order."""
+    return ((s0 + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
+@overload(_sum)
+def _ov_sum(v, lo, n):
+    if not _contiguous(v):
+        return lambda v, lo, n: _sum_scalar(v, lo, n)
+
+    def impl(v, lo, n):
+        n8 = n - n % 8
+        s = _lanes_sum(v, lo, v, lo, n8, 0.0)
+        s0 = s[0]
+        for k in range(lo + n8, lo + n):
+            s0 += v[k]
+        return _tree(s0, s)
+    return impl
+
+
+@overload(_sum_sqdev)
+def _ov_sum_sqdev(v, lo, n, mean):
+    if not _contiguous(v):
+        return lambda v, lo, n, mean: _sum_sqdev_scalar(v, lo, n, mean)
+
+    def impl(v, lo, n, mean):
+        n8 = n - n % 8
+        s = _lanes_sqdev(v, lo, v, lo, n8, mean)
+        s0 = s[0]
+        for k in range(lo + n8, lo + n):
+            d = v[k] - mean
+            s0 += np.float64(d * d)
+        return _tree(s0, s)
+    return impl
+
+
+@overload(_sum_prod)
+def _ov_sum_prod(u, ulo, v, vlo, n):
+    if not (_contiguous(u) and _contiguous(v)) or u.dtype != v.dtype:
+        return lambda u, ulo, v, vlo, n: _sum_prod_scalar(u, ulo, v, vlo, n)
+
+    def impl(u, ulo, v, vlo, n):
+        n8 = n - n % 8
+        s = _lanes_prod(u, ulo, v, vlo, n8, 0.0)
+        s0 = s[0]
+        d = vlo - ulo
+        for k in range(ulo + n8, ulo + n):
+            s0 += np.float64(u[k] * v[k + d])
+        return _tree(s0, s)
+    return impl
 
 
 # ---------------------------------------------------------------------------------------------
