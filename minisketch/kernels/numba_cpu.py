@@ -13,9 +13,10 @@ reference functions in ``minisketch/layers`` are the contract):
                                                     optimizer falls back to optim's function)
     hash_uniform                                    noise.py (the counter-based uniforms)
 
-Anything else in the reference set stays as it is. Matrix products are left to BLAS (NumPy's
-``matmul`` in the sequence code); what is compiled here is everything between them: each kernel is
-one pass over its rows, writing straight into the preallocated outputs, with no temporaries.
+Anything else in the reference set stays as it is, but for ``matmul``: matrix products are left to
+BLAS, through ``minisketch.blas.matmul`` (MKL when installed, else NumPy's ``matmul``); what is
+compiled here is everything between them: each kernel is one pass over its rows, writing straight
+into the preallocated outputs, with no temporaries.
 
 How the kernels are written
 ---------------------------
@@ -32,7 +33,9 @@ How the kernels are written
 * Within a row the loop over units is contiguous and SIMD-vectorized (one view per gate block).
 * Arithmetic runs in the arrays' dtype (float32 or float64), in the reference's order where the
   reference is pure arithmetic, so those outputs match it bit for bit; reductions (layer-norm
-  means and variances) accumulate in float64; the MDN row is computed in float64 throughout.
+  means and variances) accumulate in float64, in eight lanes held as one LLVM vector (see
+  "Float64 sums" below: Numba leaves LLVM's SLP vectorizer off); the MDN row is computed in
+  float64 throughout.
 * exp / tanh / sigmoid / log are the functions below, not libm: libm's are scalar calls that LLVM
   cannot vectorize (Numba has no SVML here), and a scalar tanh costs ~20 ns, more than the whole
   fused LSTM update of a unit should. They are plain polynomial code: range reduction by powers
