@@ -439,20 +439,21 @@ def _contiguous(a) -> bool:
 
 
 def _sum(v, lo, n):
-    """sum(v[lo:lo+n]) in float64 (jitted code only)."""
-    raise NotImplementedError
+    """sum(v[lo:lo+n]) in float64. In jitted code the overload below picks the vector lanes
+    (contiguous v) or the scalar loops; called from plain Python it is the scalar loops."""
+    return _sum_scalar(v, lo, n)
 
 
 def _sum_sqdev(v, lo, n, mean):
     """sum((v[lo:lo+n] - mean)^2) in float64, with (v - mean) rounded to v's dtype first, as
-    the reference's two-pass variance does (jitted code only)."""
-    raise NotImplementedError
+    the reference's two-pass variance does (overloaded in jitted code like ``_sum``)."""
+    return _sum_sqdev_scalar(v, lo, n, mean)
 
 
 def _sum_prod(u, ulo, v, vlo, n):
     """sum(u[ulo:ulo+n] * v[vlo:vlo+n]) in float64, each product rounded to the dtype first
-    (jitted code only)."""
-    raise NotImplementedError
+    (overloaded in jitted code like ``_sum``)."""
+    return _sum_prod_scalar(u, ulo, v, vlo, n)
 
 
 @njit(**_JIT)
