@@ -559,6 +559,9 @@ def main(argv=None) -> int:
     run = setup_run(args)
     _write_text_atomic(run.out / "config.json", json.dumps(run.config, indent=2) + "\n")
     print("config: " + json.dumps(run.config, indent=2))
+    if run.config.get("backend") == "numba":
+        from . import blas
+        print("matrix products: " + blas.describe())
     if args.resume:
         print(f"resuming {run.out / 'checkpoint.npz'} at step {run.step}")
         # drop log lines written after that checkpoint (a crash between log and checkpoint)
