@@ -74,6 +74,10 @@ def parse_args(argv=None):
     return args
 
 
+# the backends run as the training command runs them: BLAS on one thread, the step in row blocks
+SPLIT = ("numbasplit", "numpysplit", "numbasplit-openblas")
+
+
 def child_env(args):
     env = dict(os.environ)
     if args.threads:
@@ -103,7 +107,7 @@ def command(args, backend, dec, fused=False, extra=()):
         cmd = [sys.executable, os.path.join(HERE, "bench_step.py"), "--backend", name] + common
         if backend == "numbapar":
             cmd += ["--model-threads", "1"]      # unsplit step
-        if backend in ("numbasplit", "numpysplit", "numbasplit-openblas"):
+        if backend in SPLIT:
             cmd += ["--model-threads", str(len(os.sched_getaffinity(0)))]
     return cmd + list(extra)
 
@@ -111,8 +115,7 @@ def command(args, backend, dec, fused=False, extra=()):
 def run_one(cmd, env, backend=None):
     if backend == "numbapar":    # Numba kernels split across Numba's threads (opt-in)
         env = dict(env, MINISKETCH_NUMBA_PARALLEL="1")
-    if backend in ("numbasplit", "numpysplit", "numbasplit-openblas"):
-        # BLAS on one thread, as train.py sets it
+    if backend in SPLIT:          # BLAS on one thread, as train.py sets it
         env = dict(env, **{v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                             "MKL_NUM_THREADS")})
     if backend == "numbasplit-openblas":

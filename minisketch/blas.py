@@ -23,8 +23,8 @@ requires it (a clear error when it cannot be loaded).
 What goes through CBLAS: float32 or float64 operands of one dtype, 2-D (or 3-D with the same
 leading size, one call per matrix), each laid out row-major or as a transposed row-major view
 (``a.T``) with unit stride along one axis, and an ``out`` that is row-major and overlaps neither
-operand. Anything else (other dtypes, broadcasting, strided views, empty shapes, CuPy arrays)
-goes to the array module's own ``matmul``, with the same result.
+operand. Anything else (other dtypes, broadcasting, strided views, empty shapes) goes to
+``numpy.matmul``, with the same result.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from .cpu import _candidate_paths, get_blas_threads
 from .errors import BackendError
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -54,8 +55,8 @@ class Cblas:
     integer (``ctypes.c_int`` for the LP64 interface, ``ctypes.c_int64`` for ILP64). The call
     goes through ``_gemm``, a Numba function given the symbol's address: a ctypes call costs
     ~9 us in argument conversion alone (~25 us with the layout checks in Python), more than a
-    small product of the step; compiled, the whole call costs ~1-2 us. The layout checks run
-    in the compiled code, before the call."""
+    small product of the step; the compiled call costs ~1.3 us, and ``matmul`` ~7 us in all
+    with its checks in Python. The layout checks run in the compiled code, before the call."""
 
     def __init__(self, name: str, lib, sgemm: str, dgemm: str, int_type=ctypes.c_int):
         self.name = name
@@ -238,7 +239,6 @@ def load_numpy_openblas():
     """A ``Cblas`` on the OpenBLAS inside NumPy's wheel (ILP64 symbols ``scipy_cblas_?gemm64_``),
     or None. The library NumPy itself multiplies with: the tests run ``Cblas`` on it, so the
     layout logic is checked where MKL is not installed."""
-    from .cpu import _candidate_paths
     for path in _candidate_paths():
         try:
             lib = ctypes.CDLL(path)
@@ -256,7 +256,7 @@ def load_numpy_openblas():
 # The Numba backend's product
 
 _lock = threading.Lock()
-_state = None          # (choice, Cblas or None) once resolved
+_state = None          # (Cblas or None,) once MINISKETCH_BLAS is resolved
 
 
 def _resolve():
@@ -271,14 +271,13 @@ def _resolve():
                                    f"got {choice!r}")
             lib = None
             if choice != "numpy":
-                from .cpu import get_blas_threads
                 # only beside NumPy's OpenBLAS (whose thread count is known)
                 if get_blas_threads() is not None:
                     lib = load_mkl()
                 if lib is None and choice == "mkl":
                     raise BackendError("MINISKETCH_BLAS=mkl but MKL could not be loaded beside "
                                        f"NumPy's OpenBLAS: {MKL_HELP}")
-            _state = (choice, lib)
+            _state = (lib,)
     return _state
 
 
@@ -290,7 +289,7 @@ def check() -> None:
 
 def mkl():
     """The MKL ``Cblas`` the Numba backend uses, or None (not installed, or turned off)."""
-    return _resolve()[1]
+    return _resolve()[0]
 
 
 def describe() -> str:
@@ -304,13 +303,11 @@ def describe() -> str:
 def matmul(a, b, out=None):
     """The Numba backend's ``matmul`` kernel: ``numpy.matmul(a, b, out=out)``, computed by MKL
     when it is loaded, OpenBLAS is on one thread and the operands are a case CBLAS takes."""
-    lib = _resolve()[1]
-    if lib is not None:
-        from .cpu import get_blas_threads
-        if get_blas_threads() == 1:
-            r = lib.matmul(a, b, out)
-            if r is not None:
-                return r
+    lib = _resolve()[0]
+    if lib is not None and get_blas_threads() == 1:
+        r = lib.matmul(a, b, out)
+        if r is not None:
+            return r
     return np.matmul(a, b, out=out)
 
 
