@@ -43,7 +43,7 @@ from .safe_npz import SPLITS
 from .strokes import polylines_to_stroke3, rdp
 
 SIZE = 255.0                   # the longer side of every drawing, in output pixels
-FLATTEN_PX = 0.45              # chord tolerance used; with the final rescale it stays < 0.5 px
+FLATTEN_PX = 0.5               # chords stay this close to the curves, in output pixels
 MAX_FILE_BYTES = 32 << 20      # larger files are refused
 MAX_DEPTH = 256                # element nesting (after <use> expansion)
 MAX_ELEMENTS = 100_000         # elements after <use> expansion
@@ -296,14 +296,68 @@ def _pieces(seg, tol: float) -> int:
     return max(1, math.ceil(math.sqrt(bound / (8.0 * tol))))
 
 
-def _points(seg, n: int, matrix: np.ndarray) -> np.ndarray:
-    """Points at t = 0, 1/n, ..., 1 of one segment in document units ``[n + 1, 2]`` (a line:
-    its two ends)."""
+def _points_at(seg, t: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Points of one segment at parameters ``t [k]``, in document units ``[k, 2]``."""
+    t = np.asarray(t, dtype=np.float64)
     if isinstance(seg, se.Linear):
-        local = np.array([[seg.start.x, seg.start.y], [seg.end.x, seg.end.y]], dtype=np.float64)
+        a, b = _xy(seg.start), _xy(seg.end)
+        local = a + t[:, None] * (b - a)
     else:
-        local = np.asarray(seg.npoint(np.linspace(0.0, 1.0, n + 1)), dtype=np.float64)
+        local = np.asarray(seg.npoint(t), dtype=np.float64).reshape(-1, 2)
     return local @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _points(seg, n: int, matrix: np.ndarray) -> np.ndarray:
+    """Points at t = 0, 1/n, ..., 1 of one segment ``[n + 1, 2]`` (a line: its two ends)."""
+    return _points_at(seg, [0.0, 1.0] if isinstance(seg, se.Linear) else
+                      np.linspace(0.0, 1.0, n + 1), matrix)
+
+
+def _roots01(a: float, b: float, c: float) -> list[float]:
+    """Real roots in (0, 1) of ``a t^2 + b t + c`` (numerically stable form)."""
+    if a == 0.0:
+        return [-c / b] if b != 0.0 and 0.0 < -c / b < 1.0 else []
+    disc = b * b - 4.0 * a * c
+    if disc < 0.0:
+        return []
+    q = -0.5 * (b + math.copysign(math.sqrt(disc), b))
+    roots = [q / a] + ([c / q] if q != 0.0 else [])
+    return [r for r in roots if 0.0 < r < 1.0]
+
+
+def extreme_ts(seg, matrix: np.ndarray) -> list[float]:
+    """Parameters in (0, 1) where the transformed segment's x or y turns back (its extremes
+    between the ends): roots of ``B'`` per axis for Beziers (control points transformed, as an
+    affine map of a Bezier is the Bezier of the mapped points); for an arc
+    ``C + U cos(theta) + V sin(theta)`` per axis, ``theta = atan2(V, U) + k pi``."""
+    lin = matrix[:, :2]
+    if isinstance(seg, (se.QuadraticBezier, se.CubicBezier)):
+        ctrl = ([seg.start, seg.control, seg.end] if isinstance(seg, se.QuadraticBezier)
+                else [seg.start, seg.control1, seg.control2, seg.end])
+        p = np.array([[q.x, q.y] for q in ctrl], dtype=np.float64) @ lin.T
+        ts = []
+        for v in p.T:
+            if len(v) == 3:
+                ts += _roots01(0.0, v[0] - 2 * v[1] + v[2], v[1] - v[0])
+            else:
+                ts += _roots01(-v[0] + 3 * v[1] - 3 * v[2] + v[3],
+                               2 * (v[0] - 2 * v[1] + v[2]), v[1] - v[0])
+        return ts
+    if isinstance(seg, se.Arc) and seg.sweep:
+        phi = float(seg.get_rotation())
+        rot = np.array([[math.cos(phi), -math.sin(phi)], [math.sin(phi), math.cos(phi)]])
+        w = lin @ rot @ np.diag([float(seg.rx), float(seg.ry)])
+        t0, sweep = float(seg.get_start_t()), float(seg.sweep)
+        lo, hi = min(t0, t0 + sweep), max(t0, t0 + sweep)
+        ts = []
+        for u, v in w:
+            base = math.atan2(v, u)
+            for k in range(math.floor((lo - base) / math.pi), math.ceil((hi - base) / math.pi) + 1):
+                t = (base + k * math.pi - t0) / sweep
+                if 0.0 < t < 1.0:
+                    ts.append(t)
+        return ts
+    return []
 
 
 def _resample(line: np.ndarray) -> np.ndarray:
@@ -323,50 +377,46 @@ def drawing_to_stroke3(strokes: Sequence[Stroke], epsilon: float = 2.0,
                        where: str = "drawing") -> np.ndarray:
     """The QuickDraw recipe (module docstring) on one drawing -> stroke-3 int16 ``[L, 3]``.
 
-    Flattening runs twice: 16 pieces per segment measure the drawing's extent E1 (points on the
-    curves, so E1 <= the true extent); then chords within ``FLATTEN_PX * E1 / 255`` document
-    units (divided by the matrix's largest stretch). After the final rescale by the extent of
-    those points the chord error is below 0.5 px. DataError for a drawing of zero size.
+    The frame comes from the exact extent of the curves (their ends and the extremes of
+    :func:`extreme_ts`); chords are then within ``0.5 / scale`` document units of the curve
+    (divided by the largest stretch of the element's matrix), so within 0.5 px at the output
+    scale. DataError for a drawing of zero size or with coordinates that are not finite.
     """
     strokes = [st for st in strokes if st.segments]
     if not strokes:
         raise DataError(f"{where} has no drawable element")
-    rough = np.concatenate([_points(seg, 16, st.matrix) for st in strokes for seg in st.segments])
-    if not np.isfinite(rough).all():
+    with np.errstate(invalid="ignore", over="ignore"):      # checked just below
+        ends = np.concatenate([_points_at(seg, [0.0, 1.0, *extreme_ts(seg, st.matrix)],
+                                          st.matrix)
+                               for st in strokes for seg in st.segments])
+    if not np.isfinite(ends).all():
         raise DataError(f"{where} has coordinates that are not finite numbers")
-    extent = float((rough.max(axis=0) - rough.min(axis=0)).max())
+    lo = ends.min(axis=0)
+    extent = float((ends.max(axis=0) - lo).max())
     if not extent > 0.0:
         raise DataError(f"{where} is a single point (zero size)")
-    tol = FLATTEN_PX * extent / SIZE
+    scale = SIZE / extent
     plan = []
     for st in strokes:
         stretch = float(np.linalg.norm(st.matrix[:, :2], 2))
-        local_tol = tol / stretch if stretch > 0 else math.inf
-        plan.append([(seg, _pieces(seg, local_tol) if stretch > 0 else 1) for seg in st.segments])
+        tol = FLATTEN_PX / (scale * stretch) if stretch > 0 else math.inf
+        plan.append([(seg, _pieces(seg, tol)) for seg in st.segments])
     count = sum(n + 1 for segs in plan for _, n in segs)
     if count > MAX_FLAT_POINTS:
         raise DataError(f"{where} is too complex ({count:,} points after flattening; the "
                         f"limit is {MAX_FLAT_POINTS:,})")
-    lines = [[_points(seg, n, st.matrix) for seg, n in segs] for st, segs in zip(strokes, plan)]
-    allxy = np.concatenate([p for segs in lines for p in segs])
-    lo = allxy.min(axis=0)
-    extent = float((allxy.max(axis=0) - lo).max())
-    if not np.isfinite(allxy).all() or not extent > 0.0:
-        raise DataError(f"{where} is a single point (zero size)")
-    scale = SIZE / extent
-    total = sum(float(np.hypot(*np.diff(p, axis=0).T).sum()) * scale
-                for segs in lines for p in segs)
+    lines = [[(_points(seg, n, st.matrix) - lo) * scale for seg, n in segs]
+             for st, segs in zip(strokes, plan)]
+    total = sum(float(np.hypot(*np.diff(p, axis=0).T).sum()) for segs in lines for p in segs)
     if total > MAX_POINTS:
         raise DataError(f"{where} is too long ({total:,.0f} px of lines at the 255 scale; the "
                         f"limit is {MAX_POINTS:,})")
     out = []
     for segs in lines:
-        pts = [(segs[0][:1] - lo) * scale]
-        pts += [_resample((p - lo) * scale)[1:] for p in segs]
-        line = np.concatenate(pts)
+        line = np.concatenate([segs[0][:1]] + [_resample(p)[1:] for p in segs])
         if epsilon and epsilon > 0:
             line = rdp(line, epsilon)
-        line = np.rint(line)
+        line = np.clip(np.rint(line), 0.0, SIZE)
         repeat = np.concatenate([[False], (np.diff(line, axis=0) == 0).all(axis=1)])
         out.append(line[~repeat])
     return polylines_to_stroke3(out).astype(np.int16)
