@@ -162,6 +162,10 @@ def _load_svg(path: Path, epsilon: float, seed: int):
     if left_out:
         warnings.warn(f"{path}: left out {len(left_out):,}: {svg.left_out_listing(left_out)}",
                       UserWarning, stacklevel=3)
+    if found.fallback:
+        warnings.warn(f"{path}: {len(found.fallback):,} file(s) without a stroked element, "
+                      f"drawn from their filled shapes' outlines: {', '.join(found.fallback[:5])}",
+                      UserWarning, stacklevel=3)
     return parts.splits, parts.labels, parts.class_names
 
 

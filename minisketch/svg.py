@@ -16,7 +16,8 @@ Safety: the bytes are parsed by defusedxml with DTDs forbidden (so no entity is 
 nothing external is fetched), checked (nesting depth, ``<use>`` expansion size and cycles), and
 only that checked tree, serialized again, reaches svgelements. Images are never loaded.
 
-A grid written by minisketch (groups ``cell-0`` .. ``cell-{n-1}``) holds one drawing per cell.
+A grid written by minisketch (every line inside groups ``cell-0`` .. ``cell-{n-1}``) holds one
+drawing per cell.
 Folders: :func:`read_svg_set` finds ``*.svg`` recursively; a subfolder's name is a class.
 """
 from __future__ import annotations
@@ -89,8 +90,8 @@ def check_svg_bytes(data: bytes, where: str = "SVG") -> bytes:
     try:
         root = DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DTDForbidden:
-        raise DataError(f"{where} is refused: it declares a DTD (<!DOCTYPE ...>); entities "
-                        "are never expanded and nothing external is fetched") from None
+        raise DataError(f"{where} is refused: it declares a DTD (<!DOCTYPE>); nothing in "
+                        "it is expanded or fetched") from None
     except defusedxml.DefusedXmlException as e:
         raise DataError(f"{where} is refused: {type(e).__name__}") from None
     except ET.ParseError as e:
@@ -103,48 +104,45 @@ def check_svg_bytes(data: bytes, where: str = "SVG") -> bytes:
 
 
 def _check_expansion(root: ET.Element, where: str) -> None:
-    """Refuse deep nesting and ``<use>`` chains that expand too far or loop.
+    """Refuse ``<use>`` links that loop, and trees that expand (as svgelements inlines each
+    ``<use>``) to more than MAX_ELEMENTS elements or deeper than MAX_DEPTH.
 
-    svgelements inlines the element a ``<use>`` names (``href`` or ``xlink:href``, the id after
-    its first character, the last element with that id). The expanded size of every element is
-    counted once (memoized) following those links.
+    svgelements inlines the element a ``<use>`` names (``href``, else ``xlink:href``; the id
+    after its first character; the last element with that id). Each element's expanded size
+    and height are measured once (memoized), so a "billion laughs" of ``<use>`` costs one
+    visit per element; the recursion is cut at MAX_DEPTH.
     """
-    stack = [(root, 1)]
-    ids = {}
-    while stack:                                   # depth first, without recursion
-        el, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise DataError(f"{where} is refused: elements nested deeper than {MAX_DEPTH}")
-        if "id" in el.attrib:
-            ids[el.attrib["id"]] = el
-        stack.extend((child, depth + 1) for child in el)
-    sizes: dict[int, int] = {}
+    ids = {el.attrib["id"]: el for el in root.iter() if "id" in el.attrib}
+    done: dict[int, tuple[int, int]] = {}          # id(element) -> (size, height)
     busy: set[int] = set()
 
-    def size(el: ET.Element, depth: int) -> int:
+    def measure(el: ET.Element, depth: int) -> tuple[int, int]:
         key = id(el)
-        if key in sizes:
-            return sizes[key]
         if key in busy:
             raise DataError(f"{where} is refused: a <use> element refers to itself (directly "
                             "or through others)")
-        if depth > MAX_DEPTH:
-            raise DataError(f"{where} is refused: <use> elements nest deeper than {MAX_DEPTH}")
-        busy.add(key)
-        total = 1 + sum(size(child, depth + 1) for child in el)
-        if _local(el.tag) == "use":
-            url = el.attrib.get("href", el.attrib.get(_XLINK_HREF))
-            target = ids.get(url[1:]) if url else None
-            if target is not None:
-                total += size(target, depth + 1)
-        if total > MAX_ELEMENTS:
+        if key not in done:
+            if depth > MAX_DEPTH:
+                raise DataError(f"{where} is refused: elements nested deeper than {MAX_DEPTH} "
+                                "(counting what <use> inlines)")
+            busy.add(key)
+            parts = [measure(child, depth + 1) for child in el]
+            if _local(el.tag) == "use":
+                url = el.attrib.get("href", el.attrib.get(_XLINK_HREF))
+                if url and url[1:] in ids:
+                    parts.append(measure(ids[url[1:]], depth + 1))
+            busy.discard(key)
+            done[key] = (1 + sum(p[0] for p in parts), 1 + max((p[1] for p in parts), default=0))
+        size, height = done[key]
+        if size > MAX_ELEMENTS:
             raise DataError(f"{where} is refused: its <use> elements expand to more than "
                             f"{MAX_ELEMENTS:,} elements")
-        busy.discard(key)
-        sizes[key] = total
-        return total
+        if depth + height - 1 > MAX_DEPTH:
+            raise DataError(f"{where} is refused: elements nested deeper than {MAX_DEPTH} "
+                            "(counting what <use> inlines)")
+        return size, height
 
-    size(root, 1)
+    measure(root, 1)
 
 
 def _move_referenced_only(root: ET.Element) -> None:
@@ -218,8 +216,8 @@ def _walk(node, cell, out: list) -> None:
 def svg_strokes(data: bytes, where: str = "SVG") -> tuple[list[list[Stroke]], bool]:
     """Bytes of an SVG file -> (drawings, each a list of :class:`Stroke`; used the fallback).
 
-    One drawing, or one per cell of a minisketch grid (cells ``cell-0`` .. ``cell-{n-1}``,
-    shapes outside them ignored). DataError when the file is unsafe, unreadable, or has no
+    One drawing, or one per cell of a minisketch grid: groups ``cell-0`` .. ``cell-{n-1}``
+    holding every line of the file. DataError when the file is unsafe, unreadable, or has no
     drawable element.
     """
     checked = check_svg_bytes(data, where)
@@ -238,12 +236,14 @@ def svg_strokes(data: bytes, where: str = "SVG") -> tuple[list[list[Stroke]], bo
     stroked = [(c, s) for c, s in shapes
                if _paint(s.values, "stroke", "none") not in ("none", "transparent", "")]
     fallback = not stroked
-    if fallback:
+    if fallback:                  # a <line> has no area to fill; white fills are background
         stroked = [(c, s) for c, s in shapes
                    if _paint(s.values, "fill", "black") not in ("none", "transparent", "")
-                   and not _is_white(_paint(s.values, "fill", "black"))]
+                   and not _is_white(_paint(s.values, "fill", "black"))
+                   and not isinstance(s, se.SimpleLine)]
     cells = sorted({c for c, _ in stroked if c is not None})
-    if cells and cells == list(range(len(cells))):
+    grid = cells == list(range(len(cells))) and all(c is not None for c, _ in stroked)
+    if cells and grid:
         groups = [[s for c, s in stroked if c == k] for k in cells]
     else:
         groups = [[s for _, s in stroked]]

@@ -266,6 +266,33 @@ def test_use_bombs_cycles_and_deep_nesting_are_refused():
     refuse(SVG_OPEN + '<path d="M 0 0 L 1e400 0" stroke="black"/></svg>', "not finite")
 
 
+def test_use_chains_count_their_depth():
+    chain = "".join(f'<g id="g{k}"><use href="#g{k + 1}"/></g>' for k in range(200))
+    refuse(SVG_OPEN + "<defs>" + chain + f'<g id="g200">{LINE}</g></defs><use href="#g0"/></svg>',
+           "nested deeper than 256")
+    short = "".join(f'<g id="g{k}"><use href="#g{k + 1}"/></g>' for k in range(20))
+    drawings, _ = svg.svg_strokes((SVG_OPEN + "<defs>" + short + f'<g id="g20">{LINE}</g>'
+                                   '</defs><use href="#g0"/></svg>').encode())
+    assert len(drawings) == 1 and len(drawings[0]) == 1
+
+
+def test_cells_are_a_grid_only_when_they_hold_every_line():
+    cell = '<g id="cell-0"><path d="M 0 0 L 10 0" stroke="black"/></g>'
+    other = '<g id="cell-1"><path d="M 0 5 L 10 5" stroke="black"/></g>'
+    assert len(svg.svg_strokes((SVG_OPEN + cell + other + "</svg>").encode())[0]) == 2
+    for extra in (LINE, '<g id="cell-2"><path d="M 0 9 L 1 9" stroke="black"/></g>'):
+        drawings, _ = svg.svg_strokes((SVG_OPEN + cell + extra + "</svg>").encode())
+        assert len(drawings) == 1 and len(drawings[0]) == 2
+
+
+def test_fallback_skips_lines_and_white_fills():
+    text = (SVG_OPEN + '<rect width="99" height="99" fill="rgb(255,255,255)"/>'
+            '<line x1="0" y1="0" x2="50" y2="50"/><circle cx="5" cy="5" r="5" fill="#123"/>'
+            '<rect x="20" width="5" height="5" fill="none"/></svg>')
+    drawings, fallback = svg.svg_strokes(text.encode())
+    assert fallback and len(drawings[0]) == 1 and type(drawings[0][0].segments[0]).__name__ == "Arc"
+
+
 def test_size_limit(monkeypatch, tmp_path):
     monkeypatch.setattr(svg, "MAX_FILE_BYTES", 100)
     path = tmp_path / "big.svg"
@@ -552,8 +579,11 @@ def test_info_shows_counts_per_class(tmp_path):
 
 
 def test_folder_and_labelled_npz_as_sources(tmp_path):
-    with pytest.warns(UserWarning, match="left out 6"):
+    with pytest.warns(UserWarning) as caught:
         ds = datasets.load_dataset(DRAWINGS, seed=3)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and "left out 6: " in messages[0]
+    assert "1 file(s) without a stroked element" in messages[1] and "fill_only" in messages[1]
     assert ds.class_names == ["box", "house", "wheel"]
     assert len(ds.class_indices("train", "wheel")) == 2
     out = tmp_path / "mine.npz"
