@@ -19,7 +19,7 @@ _EXPORTS = {
     "BackendError": "errors",
     "get_backend": "backend",
     "HParams": "hparams",
-    "Dataset": "datasets", "load_dataset": "datasets",
+    "Dataset": "datasets", "load_dataset": "datasets", "load_svg": "svg",
     "make_batch": "strokes", "Batch": "strokes",
     "stroke3_to_stroke5": "strokes", "stroke5_to_stroke3": "strokes",
     "stroke3_to_polylines": "strokes", "polylines_to_stroke3": "strokes",

@@ -3,6 +3,7 @@
     python -m minisketch.data info ../shared/data/aaron_sheep.npz --json
     python -m minisketch.data download cat "sea turtle" --format npz
     python -m minisketch.data convert cat.ndjson cat.npz --epsilon 2.0 --max-seq-len 250
+    python -m minisketch.data convert drawings/ mine.npz     # drawings/cat/*.svg is class cat
 
 Exit codes follow the CLI contract: 0 success, 2 usage error (argparse), 1 bad input with one
 ``error: ...`` line on stderr (``--debug`` shows the traceback); no partial output file is ever
@@ -13,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
+from pathlib import Path
 
-from .errors import run_cli
+from .errors import MinisketchError, run_cli
 
 PROG = "python -m minisketch.data"
 
@@ -36,8 +39,9 @@ def _non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Inspect, download and convert sketch datasets. "
-        "SOURCE is a sketch-rnn .npz, a QuickDraw .ndjson, a QuickDraw class name "
-        "(downloaded once into the cache) or builtin:shapes.",
+        "SOURCE is a sketch-rnn .npz, a QuickDraw .ndjson, an .svg file or a folder of them "
+        "(one class per subfolder), a QuickDraw class name (downloaded once into the cache) "
+        "or builtin:shapes.",
         epilog="Add --debug to any command to see the traceback of an error.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -56,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--base-url", default=None, metavar="URL",
                       help="server folder for class downloads")
     info.add_argument("--epsilon", type=_non_negative_float, default=2.0, metavar="E",
-                      help="RDP epsilon for .ndjson sources (default 2.0; 0 = off)")
+                      help="RDP epsilon for .ndjson and .svg sources (default 2.0; 0 = off)")
     info.add_argument("--seed", type=int, default=0, metavar="S",
-                      help="split seed for .ndjson sources (default 0)")
+                      help="split seed for .ndjson and .svg sources (default 0)")
 
     dl = sub.add_parser("download", help="fetch QuickDraw classes into the cache",
                         description="Download QuickDraw classes (sketch-rnn .npz sets, or "
@@ -74,27 +78,38 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--format", choices=("npz", "ndjson"), default="npz",
                     help="npz: sketch-rnn train/valid/test set (default); ndjson: drawings")
 
-    cv = sub.add_parser("convert", help="QuickDraw .ndjson -> sketch-rnn .npz",
-                        description="Convert QuickDraw drawings (simplified or raw .ndjson) to "
-                        "a sketch-rnn .npz with train/valid/test splits (90/5/5 percent, shuffled by "
-                        "--seed). Raw drawings are scaled to 0..255 first. The output is written "
-                        "atomically.")
-    cv.add_argument("input", metavar="IN.ndjson")
+    cv = sub.add_parser("convert", help="QuickDraw .ndjson or SVG drawings -> sketch-rnn .npz",
+                        description="Convert QuickDraw drawings (one simplified or raw .ndjson) "
+                        "or SVG drawings (.svg files and folders of them, searched recursively; "
+                        "each subfolder is a class) to a sketch-rnn .npz with train/valid/test "
+                        "splits (90/5/5 percent, shuffled by --seed; SVG classes each split on "
+                        "their own and labelled). Raw drawings and SVGs are scaled so the longer "
+                        "side is 255; SVGs are flattened and resampled at 1 px first (see "
+                        "docs/svg.md). Unusable SVG files are left out and named. The output is "
+                        "written atomically.")
+    cv.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="one .ndjson file, or .svg files and folders")
     cv.add_argument("output", metavar="OUT.npz")
     cv.add_argument("--epsilon", type=_non_negative_float, default=2.0, metavar="E",
                     help="RDP simplification epsilon in pixels (default 2.0; 0 = off)")
     cv.add_argument("--max-seq-len", type=_positive_int, default=None, metavar="N",
                     help="drop drawings with more than N points (default: keep all)")
     cv.add_argument("--seed", type=int, default=0, metavar="S", help="split seed (default 0)")
+    cv.add_argument("--strict", action="store_true",
+                    help="SVG: fail (and write nothing) if any file or class is left out")
     return parser
 
 
 def _info(args) -> int:
     from .datasets import load_dataset
 
-    ds = load_dataset(args.sources if len(args.sources) > 1 else args.sources[0],
-                      max_seq_len=args.max_seq_len, cache_dir=args.cache_dir,
-                      base_url=args.base_url, epsilon=args.epsilon, seed=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(args.sources if len(args.sources) > 1 else args.sources[0],
+                          max_seq_len=args.max_seq_len, cache_dir=args.cache_dir,
+                          base_url=args.base_url, epsilon=args.epsilon, seed=args.seed)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     info = ds.info()
     if args.json:
         print(json.dumps(info))
@@ -106,6 +121,9 @@ def _info(args) -> int:
         print(f"scale_factor: {info['scale_factor']:.6f}")
         print(f"dropped:      {info['dropped']}")
         print(f"classes:      {', '.join(info['classes'])}")
+        for name, c in info["class_counts"].items():
+            print(f"  {name}: {sum(c.values())} (train {c['train']}, valid {c['valid']}, "
+                  f"test {c['test']})")
     return 0
 
 
@@ -120,9 +138,20 @@ def _download(args) -> int:
 
 def _convert(args) -> int:
     from .quickdraw import convert_ndjson
+    from .svg import convert_svg, summary_line
 
-    summary = convert_ndjson(args.input, args.output, epsilon=args.epsilon,
-                             max_seq_len=args.max_seq_len, seed=args.seed)
+    other = [p for p in args.inputs if not p.lower().endswith(".svg") and not Path(p).is_dir()]
+    if other and len(args.inputs) > 1:
+        raise MinisketchError(f"convert takes one .ndjson file, or .svg files and folders; "
+                              f"{other[0]} is neither")
+    if other:
+        summary = convert_ndjson(other[0], args.output, epsilon=args.epsilon,
+                                 max_seq_len=args.max_seq_len, seed=args.seed)
+    else:
+        summary = convert_svg(args.inputs, args.output, epsilon=args.epsilon,
+                              max_seq_len=args.max_seq_len, seed=args.seed, strict=args.strict,
+                              report=lambda line: print(line, file=sys.stderr))
+        print(summary_line(summary))
     s = summary["splits"]
     print(f"wrote {summary['path']}: train {s['train']}, valid {s['valid']}, test {s['test']}; "
           f"longest {summary['max_seq_len']} points; dropped {summary['dropped']}")

@@ -2,9 +2,12 @@
 
 SOURCE is one of
 
-- a path to a sketch-rnn ``.npz`` (read with :mod:`minisketch.safe_npz`, never unpickling code);
+- a path to a sketch-rnn ``.npz`` (read with :mod:`minisketch.safe_npz`, never unpickling code;
+  class labels too when it has them, see :mod:`minisketch.labels`);
 - a path to a QuickDraw ``.ndjson`` file (converted with RDP ``epsilon`` and split 90/5/5 by
   ``seed``, see :func:`minisketch.quickdraw.split_sketches`);
+- an ``.svg`` file or a folder of them, one class per subfolder (:mod:`minisketch.svg`; RDP
+  ``epsilon``, each class split 90/5/5 by ``seed``; files left out are named in a warning);
 - a QuickDraw class name such as ``"cat"`` or ``"sea turtle"`` (its sketch-rnn ``.npz`` is
   downloaded once into the cache, see :func:`minisketch.quickdraw.download`);
 - ``builtin:shapes`` (or ``builtin:shapes:SEED``; default seed 0), the offline procedural set;
@@ -19,14 +22,16 @@ data units: :func:`~minisketch.strokes.make_batch` divides by the scale factor.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from . import quickdraw, shapes
+from . import quickdraw, shapes, svg
 from .errors import DataError
+from .labels import read_labels
 from .safe_npz import SPLITS, load_npz
 from .strokes import clamp_stroke3, scale_factor
 
@@ -71,6 +76,14 @@ class Dataset:
         wanted = [i for i, c in enumerate(self.class_names) if c == class_name]
         return np.flatnonzero(np.isin(self.labels[split], wanted))
 
+    def class_counts(self) -> dict:
+        """``{class name: {"train": n, "valid": n, "test": n}}`` (classes of one name merged)."""
+        counts = {name: {k: 0 for k in SPLITS} for name in self.class_names}
+        for k in SPLITS:
+            for index, n in zip(*np.unique(self.labels[k], return_counts=True)):
+                counts[self.class_names[int(index)]][k] += int(n)
+        return counts
+
     def info(self) -> dict:
         """Summary as ``python -m minisketch.data info --json`` prints it."""
         return {"name": self.name,
@@ -78,12 +91,13 @@ class Dataset:
                 "max_seq_len": int(self.max_seq_len),
                 "scale_factor": float(self.scale_factor),
                 "dropped": int(self.dropped),
-                "classes": list(self.class_names)}
+                "classes": list(self.class_names),
+                "class_counts": self.class_counts()}
 
 
 def _looks_like_path(source: str) -> bool:
     return (any(sep in source for sep in ("/", "\\")) or source.startswith(("~", "."))
-            or Path(source).suffix.lower() in (".npz", ".ndjson", ".json"))
+            or Path(source).suffix.lower() in (".npz", ".ndjson", ".json", ".svg"))
 
 
 def _is_ndjson(path: Path) -> bool:
@@ -109,14 +123,20 @@ def _load_source(source, cache_dir, base_url, epsilon: float, seed: int):
         raise DataError(f"unknown built-in dataset {text!r}; the built-in one is "
                         f"{BUILTIN_SHAPES}")
     path = Path(text).expanduser()
+    if (path.is_file() or path.is_dir()) and svg.is_svg_path(path):
+        return _load_svg(path, epsilon, seed)
     if path.is_file():
         if _is_ndjson(path):
             splits = quickdraw.split_sketches(quickdraw.read_ndjson(path, epsilon), seed)
         else:
             splits = load_npz(path)
+            labelled = read_labels(path, {k: len(v) for k, v in splits.items()})
+            if labelled is not None:
+                return splits, labelled[0], labelled[1]
         name = path.name.split(".")[0] or path.name
     elif path.is_dir():
-        raise DataError(f"{path} is a folder; give a .npz or .ndjson file inside it")
+        raise DataError(f"{path} is a folder without .svg files; give a .npz, .ndjson or "
+                        ".svg file, or a folder of .svg drawings")
     elif not _looks_like_path(text) and quickdraw.is_class_name(text):
         splits = load_npz(quickdraw.download(text, cache_dir=cache_dir, base_url=base_url))
         name = text
@@ -128,6 +148,25 @@ def _load_source(source, cache_dir, base_url, epsilon: float, seed: int):
                         f"digits, spaces, hyphens) nor {BUILTIN_SHAPES}")
     labels = {k: np.zeros(len(v), dtype=np.int64) for k, v in splits.items()}
     return splits, labels, [name]
+
+
+def _load_svg(path: Path, epsilon: float, seed: int):
+    """An .svg file or folder -> (splits, labels, class names); a warning names what was left
+    out."""
+    found = svg.read_svg_set([path], epsilon)
+    parts = svg.split_svg_set(found, seed)
+    left_out = found.left_out + parts.left_out
+    if not parts.class_names:
+        detail = f": {svg.left_out_listing(left_out, 3)}" if left_out else ""
+        raise DataError(f"{path}: no usable drawings{detail}")
+    if left_out:
+        warnings.warn(f"{path}: left out {len(left_out):,}: {svg.left_out_listing(left_out)}",
+                      UserWarning, stacklevel=3)
+    if found.fallback:
+        warnings.warn(f"{path}: {len(found.fallback):,} file(s) without a stroked element, "
+                      f"drawn from their filled shapes' outlines: {', '.join(found.fallback[:5])}",
+                      UserWarning, stacklevel=3)
+    return parts.splits, parts.labels, parts.class_names
 
 
 def load_dataset(source: str | os.PathLike | Sequence[str | os.PathLike],
