@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from .cli import ArgumentParser
 from .errors import run_cli
 
 PROG = "python -m minisketch.data"
@@ -34,7 +35,7 @@ def _non_negative_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG, description="Inspect, download and convert sketch datasets. "
         "SOURCE is a sketch-rnn .npz, a QuickDraw .ndjson, a QuickDraw class name "
         "(downloaded once into the cache) or builtin:shapes.",

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import BACKENDS
+from .cli import ArgumentParser
 from .errors import DataError, MinisketchError, run_cli
 
 MODES = {
@@ -52,7 +53,7 @@ class _InputAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = ArgumentParser(add_help=False)
     g = common.add_argument_group("model and output")
     g.add_argument("--model", required=True, metavar="PATH",
                    help="training output folder (uses best.npz, else checkpoint.npz), a .npz "
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sketches from a file: .npz from this command or render.save_drawing, "
                         "or .json: [[dx, dy, p], ...] or a list of those (repeatable)")
 
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m minisketch.sample",
         description="Sample from a sketch-rnn model and use it: generate, reconstruct, "
                     "interpolate, analogy, complete. Run MODE --help for each mode's options.")
