@@ -32,6 +32,7 @@ from .backend import to_numpy
 from .errors import MinisketchError, ModelError
 from .fileio import atomic_open
 from .hparams import HParams
+from .models import builtin_model_path, is_builtin
 
 FORMAT = "minisketch-checkpoint"
 VERSION = 1
@@ -226,7 +227,10 @@ def _model_from_gen_json(path, backend: str, dtype: str | None):
 
 
 def resolve_model_path(path) -> Path:
-    """A training output folder -> its best.npz (else checkpoint.npz); a file -> itself."""
+    """A training output folder -> its best.npz (else checkpoint.npz); a file -> itself;
+    ``builtin:NAME`` -> the model file shipped in the package (``minisketch/models``)."""
+    if is_builtin(path):
+        return builtin_model_path(path)
     path = Path(path)
     if path.is_dir():
         for name in ("best.npz", "checkpoint.npz"):
@@ -240,7 +244,8 @@ def resolve_model_path(path) -> Path:
 
 
 def load_model(path, backend: str = "numpy", dtype: str | None = None):
-    """Load a model from a training folder, a ``.npz`` checkpoint/model or a ``.gen.json``.
+    """Load a model from a training folder, a ``.npz`` checkpoint/model, a ``.gen.json`` or a
+    packaged model (``"builtin:shapes"``).
 
     ``dtype`` defaults to the file's (float32 for magenta.js models).
     """

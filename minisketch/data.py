@@ -17,6 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .cli import ArgumentParser
 from .errors import MinisketchError, run_cli
 
 PROG = "python -m minisketch.data"
@@ -37,7 +38,7 @@ def _non_negative_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG, description="Inspect, download and convert sketch datasets. "
         "SOURCE is a sketch-rnn .npz, a QuickDraw .ndjson, an .svg file or a folder of them "
         "(one class per subfolder), a QuickDraw class name (downloaded once into the cache) "

@@ -15,6 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .cli import ArgumentParser
 from .errors import MinisketchError, ModelError, run_cli
 from .magenta import ARRAY_NAMES, MAGENTA_NUM_MIXTURE, QUANT_RANGE, QuantizationReport, \
     write_gen_json
@@ -79,7 +80,7 @@ def export_gen_json(model, path, name=None, warn=True) -> QuantizationReport:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m minisketch.export",
         description="Write a decoder-only LSTM sketch-rnn model (M = 20) in the magenta.js "
                     ".gen.json format, so it runs in the browser with @magenta/sketch. Weights "

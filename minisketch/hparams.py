@@ -91,17 +91,30 @@ def _parse_bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (1/0/true/false), got {s!r}")
 
 
-def add_hparam_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--NAME VALUE`` for every HParams field (default None = not given)."""
-    group = parser.add_argument_group("hyperparameters (HParams fields)")
+def add_hparam_arguments(parser: argparse.ArgumentParser, defaults: HParams | None = None,
+                         title: str = "hyperparameters (HParams fields)") -> None:
+    """Add ``--NAME VALUE`` for every HParams field (dashes shown; parsed default None = not
+    given). ``defaults``: the values a run uses when a flag is not given (a preset's), shown in
+    ``--help``; HParams() when None."""
+    defaults = defaults or HParams()
+    group = parser.add_argument_group(title)
     for f in fields(HParams):
-        kind = {bool: _parse_bool, int: int, float: float, str: str}[
-            {"bool": bool, "int": int, "float": float, "str": str}.get(f.type, f.type)]
-        kw = {"type": kind, "default": None, "metavar": f.type.upper() if isinstance(f.type, str) else "V",
-              "help": f"default {f.default!r}"}
+        kind = {"bool": _parse_bool, "int": int, "float": float, "str": str}[
+            f.type if isinstance(f.type, str) else f.type.__name__]
+        kw = {"type": kind, "default": None, "dest": f.name,
+              "metavar": {"bool": "0|1", "int": "N", "float": "X", "str": "NAME"}[
+                  f.type if isinstance(f.type, str) else f.type.__name__],
+              "help": f"default {_show(getattr(defaults, f.name))}"}
         if f.name in ("enc_model", "dec_model"):
             kw["choices"] = CELLS
-        group.add_argument(f"--{f.name}", **kw)
+            kw["metavar"] = "{" + ",".join(CELLS) + "}"
+        group.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    return str(value)
 
 
 def hparams_from_args(args: argparse.Namespace, base: HParams | None = None) -> HParams:

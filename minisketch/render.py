@@ -7,7 +7,9 @@ this point. So the rows group into *strokes*: a stroke is a run of points that e
 drawing. ``y`` grows downward, as in QuickDraw data and in SVG and image coordinates.
 
 Each sketch is scaled to fit its canvas or cell (same scale for x and y, so the aspect is kept)
-and centred. A stroke of a single point is drawn as a dot.
+and centred. A stroke of a single point is drawn as a dot. ``grey_rows`` (one count per sketch)
+draws a sketch's first rows in grey: context given as input (a kept prefix, an input sketch)
+beside the model's ink in black.
 
 Grids: functions that draw several sketches lay them out row by row, ``ncols`` per row (default
 ``ceil(sqrt(n))``), each in a square ``cell`` of pixels. Functions that take "one sketch or many"
@@ -37,6 +39,7 @@ SVG_NS = "http://www.w3.org/2000/svg"
 SWEEP_TEMPERATURES = (0.01, 0.2, 0.4, 0.6, 0.8, 1.0)  # a readable row of the paper's tau sweep
 FORMATS = (".svg", ".png", ".gif", ".npz")
 LABEL_HEIGHT = 16  # pixels of text under each cell (or above, for column headers)
+GREY = "#a0a0a0"   # rows given as input (grey_rows), beside the model's ink
 
 
 # ----------------------------------------------------------------------------- sketches
@@ -104,9 +107,49 @@ def _fit(points: np.ndarray, width: float, height: float, padding: float):
 
 def _fitted_strokes(sketch, x0, y0, width, height, padding) -> list[np.ndarray]:
     """Strokes of one sketch in canvas pixels, fitted into the box at (x0, y0)."""
-    strokes = sketch_strokes(sketch)
-    scale, tx, ty = _fit(np.vstack(strokes), width, height, padding)
-    return [st * scale + np.array([x0 + tx, y0 + ty]) for st in strokes]
+    return [st for st, _ in _fitted_coloured(sketch, x0, y0, width, height, padding, 0)]
+
+
+def _coloured_strokes(sketch, grey_rows: int) -> list[tuple[np.ndarray, bool]]:
+    """Pen-down strokes of a checked sketch as ``(points [n, 2], grey)`` pairs: the points of
+    rows ``< grey_rows`` are grey, the rest black. A stroke that crosses the boundary is cut at
+    row ``grey_rows - 1``, a point both parts share, so the line stays unbroken."""
+    a = check_sketch(sketch)
+    points = np.cumsum(a[:, :2], axis=0)
+    ends = [int(t) for t in np.flatnonzero(a[:, 2] == 1)]
+    if not ends or ends[-1] != len(a) - 1:
+        ends.append(len(a) - 1)
+    out, start = [], 0
+    for end in ends:
+        if end < grey_rows:
+            out.append((points[start:end + 1], True))
+        elif start >= grey_rows:
+            out.append((points[start:end + 1], False))
+        else:                                         # start < grey_rows <= end
+            out.append((points[start:grey_rows], True))
+            out.append((points[grey_rows - 1:end + 1], False))
+        start = end + 1
+    return out
+
+
+def _fitted_coloured(sketch, x0, y0, width, height, padding, grey_rows):
+    """:func:`_coloured_strokes` in canvas pixels, fitted into the box at (x0, y0)."""
+    strokes = _coloured_strokes(sketch, grey_rows)
+    scale, tx, ty = _fit(np.vstack([st for st, _ in strokes]), width, height, padding)
+    return [(st * scale + np.array([x0 + tx, y0 + ty]), grey) for st, grey in strokes]
+
+
+def _check_grey_rows(grey_rows, n: int) -> list[int]:
+    if grey_rows is None:
+        return [0] * n
+    counts = list(grey_rows)
+    if len(counts) != n:
+        raise MinisketchError(f"got {len(counts)} grey_rows counts for {n} sketches; give one "
+                              f"per sketch")
+    if any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0
+           for k in counts):
+        raise MinisketchError(f"grey_rows must be counts >= 0, got {counts}")
+    return [int(k) for k in counts]
 
 
 def _grid_shape(n: int, ncols: int | None) -> tuple[int, int]:
@@ -172,8 +215,9 @@ def to_svg(sketch, size: float = 256, stroke_width: float = 2.0, padding: float 
 
 
 def _svg_grid(sketches: list[np.ndarray], ncols, cell, labels, headers, stroke_width, padding,
-              color, background) -> str:
+              color, background, grey_rows=None) -> str:
     """Cells row by row; optional text under each cell and a header row of column titles."""
+    grey_rows = _check_grey_rows(grey_rows, len(sketches))
     nrows, ncols = _grid_shape(len(sketches), ncols)
     top = LABEL_HEIGHT if headers else 0
     row_h = cell + (LABEL_HEIGHT if labels else 0)
@@ -184,8 +228,9 @@ def _svg_grid(sketches: list[np.ndarray], ncols, cell, labels, headers, stroke_w
         r, c = divmod(k, ncols)
         x0, y0 = c * cell, top + r * row_h
         body.append(f'<g id="cell-{k}">')
-        body += [f'<path d="{_path_d(st)}"/>'
-                 for st in _fitted_strokes(sketch, x0, y0, cell, cell, padding)]
+        body += [f'<path d="{_path_d(st)}"' + (f' stroke="{GREY}"' if grey else "") + "/>"
+                 for st, grey in _fitted_coloured(sketch, x0, y0, cell, cell, padding,
+                                                  grey_rows[k])]
         if labels:
             body.append(_svg_text(x0 + cell / 2, y0 + cell + LABEL_HEIGHT - 4, labels[k]))
         body.append("</g>")
@@ -195,16 +240,17 @@ def _svg_grid(sketches: list[np.ndarray], ncols, cell, labels, headers, stroke_w
 
 def grid_svg(sketches, ncols: int | None = None, cell: float = 128, labels=None,
              stroke_width: float = 1.5, padding: float = 6, color: str = "black",
-             background: str = "white") -> str:
+             background: str = "white", grey_rows=None) -> str:
     """Many sketches in one SVG, each scaled to its own ``cell`` x ``cell`` square.
 
-    ``labels``: one string per sketch, written under its cell. Each cell is a ``<g>`` holding one
-    ``<path>`` per pen-down stroke.
+    ``labels``: one string per sketch, written under its cell. ``grey_rows``: one count per
+    sketch, its first rows drawn in grey. Each cell is a ``<g>`` holding one ``<path>`` per
+    pen-down stroke (a stroke that turns from grey to black is two paths).
     """
     sketches = sketch_list(sketches)
     labels = _check_labels(labels, len(sketches))
     return _svg_grid(sketches, ncols, cell, labels, None, stroke_width, padding, color,
-                     background)
+                     background, grey_rows)
 
 
 def strip_svg(sketches, cell: float = 128, labels=None, **kw) -> str:
@@ -251,17 +297,19 @@ def save_svg(sketches_or_sketch, path, ncols: int | None = None, cell: float = 1
 
 def save_png(sketches_or_sketch, path, ncols: int | None = None, cell: float = 128,
              labels=None, stroke_width: float = 1.5, padding: float = 6, color: str = "black",
-             background: str = "white", dpi: int = 100) -> None:
+             background: str = "white", dpi: int = 100, grey_rows=None) -> None:
     """Draw one sketch or a grid of them with matplotlib and write a PNG.
 
     Each cell is ``cell`` x ``cell`` pixels (at ``dpi``), each stroke one line (a dot if it has
-    one point), ``labels`` as titles. Uses ``matplotlib.figure.Figure`` with the Agg canvas.
+    one point), ``labels`` as titles, the first ``grey_rows[k]`` rows of sketch k in grey. Uses
+    ``matplotlib.figure.Figure`` with the Agg canvas.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     sketches = sketch_list(sketches_or_sketch)
     labels = _check_labels(labels, len(sketches))
+    grey_rows = _check_grey_rows(grey_rows, len(sketches))
     nrows, ncols = _grid_shape(len(sketches), ncols)
     row_h = cell + (LABEL_HEIGHT if labels else 0)   # a label band above each cell
     width, height = ncols * cell, nrows * row_h       # pixels
@@ -273,12 +321,13 @@ def save_png(sketches_or_sketch, path, ncols: int | None = None, cell: float = 1
         ax = fig.add_axes((c * cell / width, 1 - (r + 1) * row_h / height,
                            cell / width, cell / height))
         ax.set_axis_off()
-        for st in _fitted_strokes(sketch, 0, 0, cell, cell, padding):
+        for st, grey in _fitted_coloured(sketch, 0, 0, cell, cell, padding, grey_rows[k]):
+            ink = GREY if grey else color
             if len(st) == 1:
-                ax.plot(st[:, 0], st[:, 1], "o", color=color, markersize=stroke_width * 1.5,
+                ax.plot(st[:, 0], st[:, 1], "o", color=ink, markersize=stroke_width * 1.5,
                         markeredgewidth=0)
             else:
-                ax.plot(st[:, 0], st[:, 1], "-", color=color, linewidth=stroke_width,
+                ax.plot(st[:, 0], st[:, 1], "-", color=ink, linewidth=stroke_width,
                         solid_capstyle="round", solid_joinstyle="round")
         ax.set_xlim(0, cell)
         ax.set_ylim(cell, 0)                          # y grows downward, as in the data
@@ -306,7 +355,8 @@ def _check_stride(stride) -> int:
 
 def save_gif(sketches_or_sketch, path, stride: int = 1, cell: int = 256,
              ncols: int | None = None, stroke_width: int = 3, padding: int = 12,
-             frame_ms: int = 40, hold_ms: int = 1500, loop: int = 0) -> int:
+             frame_ms: int = 40, hold_ms: int = 1500, loop: int = 0, labels=None,
+             grey_rows=None) -> int:
     """Animate the drawing of one sketch (or a grid of them, drawn together) as a GIF.
 
     Frame k (k = 1 .. ceil(N / stride)) shows the first ``min(k * stride, N)`` points of every
@@ -314,28 +364,37 @@ def save_gif(sketches_or_sketch, path, stride: int = 1, cell: int = 256,
     pen's current point; a final frame shows the finished drawing without the dots and is held
     for ``hold_ms``. So the file has exactly ``ceil(N / stride) + 1`` frames (returned).
     Frames are written one by one with Pillow's GIF frame encoder, so frames that look alike are
-    kept, not merged, and the count is always this formula.
+    kept, not merged, and the count is always this formula. ``labels`` are written under the
+    cells; the first ``grey_rows[k]`` rows of sketch k are drawn in grey.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
     from PIL.GifImagePlugin import getdata, getheader
 
     stride = _check_stride(stride)
     sketches = sketch_list(sketches_or_sketch)
+    labels = _check_labels(labels, len(sketches))
+    grey_rows = _check_grey_rows(grey_rows, len(sketches))
     nrows, ncols = _grid_shape(len(sketches), ncols)
     cell, stroke_width = int(cell), int(stroke_width)
+    row_h = cell + (LABEL_HEIGHT if labels else 0)
     n_max = max(len(s) for s in sketches)
-    palette = [255, 255, 255, 0, 0, 0, 220, 30, 30]   # 0 background, 1 ink, 2 pen marker
-    ink = Image.new("P", (ncols * cell, nrows * cell), 0)
+    grey = [int(GREY[i:i + 2], 16) for i in (1, 3, 5)]
+    palette = [255, 255, 255, 0, 0, 0, 220, 30, 30, *grey]  # background, ink, pen marker, grey
+    ink = Image.new("P", (ncols * cell, nrows * row_h), 0)
     ink.putpalette(palette)
     pen = ImageDraw.Draw(ink)
     r_ink, r_pen = stroke_width / 2, stroke_width / 2 + 2
 
-    cells = []  # (points [N, 2] in pixels, pen lifts [N]) per sketch
+    cells = []  # (points [N, 2] in pixels, pen lifts [N], grey rows) per sketch
     for k, s in enumerate(sketches):
         r, c = divmod(k, ncols)
         points = np.cumsum(s[:, :2], axis=0)
         scale, tx, ty = _fit(points, cell, cell, padding)
-        cells.append((points * scale + [c * cell + tx, r * cell + ty], s[:, 2]))
+        cells.append((points * scale + [c * cell + tx, r * row_h + ty], s[:, 2], grey_rows[k]))
+        if labels:
+            font = ImageFont.load_default(size=LABEL_HEIGHT - 5)
+            pen.text(((c + 0.5) * cell, r * row_h + cell + LABEL_HEIGHT - 4), labels[k],
+                     fill=1, font=font, anchor="ms")
 
     def dot(draw, xy, radius, fill):
         x, y = xy
@@ -344,15 +403,17 @@ def save_gif(sketches_or_sketch, path, stride: int = 1, cell: int = 256,
     frames, done = [], 0
     for k in range(1, math.ceil(n_max / stride) + 1):
         upto = min(k * stride, n_max)
-        for pts, lifts in cells:                     # ink rows done .. upto-1 of every sketch
+        for pts, lifts, n_grey in cells:             # ink rows done .. upto-1 of every sketch
             for t in range(done, min(upto, len(pts))):
+                colour = 3 if t < n_grey else 1
                 if t > 0 and lifts[t - 1] == 0:      # pen was down coming into point t
-                    pen.line([tuple(pts[t - 1]), tuple(pts[t])], fill=1, width=stroke_width)
-                dot(pen, pts[t], r_ink, 1)           # round joints; a lone point is a dot
+                    pen.line([tuple(pts[t - 1]), tuple(pts[t])], fill=colour,
+                             width=stroke_width)
+                dot(pen, pts[t], r_ink, colour)      # round joints; a lone point is a dot
         done = upto
         frame = ink.copy()
         marker = ImageDraw.Draw(frame)
-        for pts, _ in cells:
+        for pts, _, _ in cells:
             dot(marker, pts[min(upto, len(pts)) - 1], r_pen, 2)
         frames.append((frame, frame_ms))
     frames.append((ink.copy(), hold_ms))

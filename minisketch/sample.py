@@ -7,24 +7,30 @@
                                             --out a.svg
     python -m minisketch.sample complete    --model M --input half.json --prefix 0.5 --out c.gif
 
-M is a training output folder, a ``.npz`` model or checkpoint, or a magenta.js ``.gen.json``.
+M is a training output folder, a ``.npz`` model or checkpoint, a magenta.js ``.gen.json``, or
+``builtin:shapes`` (the trained model shipped in the package).
 Input sketches come from ``--data SOURCE --index I`` (a sketch of the ``--split``, default test)
 and ``--input FILE`` (a ``.npz`` written by this command or ``render.save_drawing``, or a
 ``.json`` list of ``[dx, dy, p]`` rows, or a list of such lists), in the order given.
 ``--out`` picks the format by its extension: ``.svg`` and ``.png`` (a grid), ``.gif`` (all
 sketches drawing at once in a grid, one frame per row of the longest sketch plus a final frame)
-or ``.npz`` (the stroke-3 arrays, data units).
+or ``.npz`` (the stroke-3 arrays, data units). Pictures show their context, labelled: grey is
+what was given, black what the model drew (reconstruct: each input, then its reconstructions;
+interpolate: input A, the path, input B; analogy: A, B, C, then the results; complete: the kept
+rows in grey, each ending in black). A ``.npz`` holds the model's sketches only.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .backend import BACKENDS
+from .cli import ArgumentParser
 from .errors import DataError, MinisketchError, run_cli
 
 MODES = {
@@ -52,11 +58,12 @@ class _InputAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = ArgumentParser(add_help=False)
     g = common.add_argument_group("model and output")
     g.add_argument("--model", required=True, metavar="PATH",
                    help="training output folder (uses best.npz, else checkpoint.npz), a .npz "
-                        "model or checkpoint, or a magenta.js .gen.json")
+                        "model or checkpoint, a magenta.js .gen.json, or builtin:shapes (the "
+                        "packaged model)")
     g.add_argument("--out", required=True, metavar="FILE",
                    help="output file: .svg or .png (grid), .gif (all sketches drawing at once), "
                         ".npz (stroke-3 arrays in data units)")
@@ -87,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sketches from a file: .npz from this command or render.save_drawing, "
                         "or .json: [[dx, dy, p], ...] or a list of those (repeatable)")
 
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m minisketch.sample",
         description="Sample from a sketch-rnn model and use it: generate, reconstruct, "
                     "interpolate, analogy, complete. Run MODE --help for each mode's options.")
@@ -216,8 +223,26 @@ def _check_out(out_text: str) -> Path:
 
 # ----------------------------------------------------------------------------- main
 
-def run_mode(model, args, inputs):
-    """The sketches a mode produces, and the number of grid columns to draw them in."""
+@dataclass
+class Picture:
+    """What a mode produced: ``outputs``, the model's sketches (what ``.npz`` holds, empty ones
+    included), and how to draw them (``.svg``, ``.png``, ``.gif``): ``cells`` in grid order,
+    the input sketches beside the outputs, with a label and a count of rows drawn in grey
+    (given as input) for each cell, ``ncols`` cells a row (None: a square-ish grid)."""
+    outputs: list
+    cells: list = field(default_factory=list)
+    labels: list | None = None
+    grey_rows: list = field(default_factory=list)
+    ncols: int | None = None
+
+    def add(self, sketch, label: str = "", grey_rows: int = 0) -> None:
+        self.cells.append(sketch)
+        self.labels = (self.labels or []) + [label]
+        self.grey_rows.append(grey_rows)
+
+
+def run_mode(model, args, inputs) -> Picture:
+    """The sketches a mode produces, laid out with their context."""
     from . import sampling
     mode = args.mode
     n = DEFAULT_N[mode] if args.n is None else args.n
@@ -226,25 +251,86 @@ def run_mode(model, args, inputs):
     tau = DEFAULT_TEMPERATURE.get(mode, 0.5) if args.temperature is None else args.temperature
     kw = dict(temperature=tau, seed=args.seed, greedy=args.greedy, max_len=args.max_len)
     if mode == "generate":
-        return sampling.sample(model, n=n, **kw), None
-    if mode == "reconstruct":
-        return sampling.reconstruct(model, inputs, n=n, **kw), (n if n > 1 else None)
-    if mode == "interpolate":
+        out = sampling.sample(model, n=n, **kw)
+        return Picture(out, cells=list(out), grey_rows=[0] * n)
+    if mode == "reconstruct":                 # a row per input: the input, then n decodings
+        out = sampling.reconstruct(model, inputs, n=n, **kw)
+        pic = Picture(out, ncols=n + 1)
+        for i, sketch in enumerate(inputs):
+            pic.add(sketch, "input" if len(inputs) == 1 else f"input {i + 1}", len(sketch))
+            for j in range(n):
+                pic.add(out[i * n + j], "reconstruction" if n == 1 else f"reconstruction {j + 1}")
+        return pic
+    if mode == "interpolate":                 # a row per path: A, the path from A to B, B
         if args.steps < 2:
             raise MinisketchError(f"--steps must be at least 2, got {args.steps}")
         za, zb = sampling.encode_mu(model, inputs, "input sketch")
         t = np.linspace(0.0, 1.0, args.steps)
         path = sampling.slerp(za, zb, t) if args.method == "slerp" else sampling.lerp(za, zb, t)
-        return sampling.sample(model, z=np.tile(path, (n, 1)), **kw), args.steps
-    if mode == "analogy":
+        out = sampling.sample(model, z=np.tile(path, (n, 1)), **kw)
+        pic = Picture(out, ncols=args.steps + 2)
+        ends = {0: "t=0 (A)", args.steps - 1: "t=1 (B)"}
+        for r in range(n):
+            pic.add(inputs[0], "input A", len(inputs[0]))
+            for k in range(args.steps):
+                pic.add(out[r * args.steps + k], ends.get(k, f"t={t[k]:.2f}"))
+            pic.add(inputs[1], "input B", len(inputs[1]))
+        return pic
+    if mode == "analogy":                     # A, B, C, then the samples of z(A) - z(B) + z(C)
         za, zb, zc = sampling.encode_mu(model, inputs, "input sketch")
-        return sampling.sample(model, n=n, z=za - zb + zc, **kw), None
-    # complete
+        out = sampling.sample(model, n=n, z=za - zb + zc, **kw)
+        pic = Picture(out, ncols=3 + n)
+        for name, sketch in zip("ABC", inputs):
+            pic.add(sketch, f"input {name}", len(sketch))
+        for sketch in out:
+            pic.add(sketch, "A - B + C")
+        return pic
+    # complete: the kept rows in grey, each ending in black
     if not 0.0 < args.prefix <= 1.0:
         raise MinisketchError(f"--prefix must be a fraction in (0, 1], got {args.prefix}")
     sketch = inputs[0]
     keep = min(len(sketch), max(1, int(round(args.prefix * len(sketch)))))
-    return sampling.complete(model, sketch[:keep], n=n, **kw), None
+    out = sampling.complete(model, sketch[:keep], n=n, **kw)
+    return Picture(out, cells=list(out), grey_rows=[keep] * n)
+
+
+EMPTY_CELL = np.array([[0.0, 0.0, 1.0]])     # a dot standing for a sample that drew nothing
+
+
+def write_picture(pic: Picture, out: Path) -> int:
+    """Write ``pic`` to ``out`` (format by extension); returns the model sketches written."""
+    from .render import save_drawing
+    drawn = [s for s in pic.outputs if len(s)]
+    if not drawn:
+        raise MinisketchError("every sample ended before drawing any point; nothing to write "
+                              "(try another --seed or a higher --temperature)")
+    empty = len(pic.outputs) - len(drawn)
+    ext = out.suffix.lower()
+    if ext == ".npz":
+        if empty:
+            print(f"warning: {empty} of {len(pic.outputs)} samples ended before drawing any "
+                  f"point and are left out", file=sys.stderr)
+        save_drawing(drawn, out)
+        return len(drawn)
+    if empty:
+        print(f"warning: {empty} of {len(pic.outputs)} samples ended before drawing any point "
+              f"(drawn as a dot labelled '(empty)')", file=sys.stderr)
+    cells, labels = [], []
+    for k, cell in enumerate(pic.cells):
+        label = pic.labels[k] if pic.labels else ""
+        if len(cell) == 0:
+            cell, label = EMPTY_CELL, "(empty)"
+        cells.append(cell)
+        labels.append(label)
+    kw = {"grey_rows": pic.grey_rows}
+    if any(labels):
+        kw["labels"] = labels
+    if pic.ncols is not None:
+        kw["ncols"] = pic.ncols
+    if ext == ".gif" and len(cells) > 4:
+        kw["cell"] = 128
+    save_drawing(cells, out, **kw)
+    return len(drawn)
 
 
 def main(argv=None) -> int:
@@ -258,23 +344,8 @@ def main(argv=None) -> int:
     _check_count(args.mode, len(inputs))
     from .checkpoint import load_model
     model = load_model(args.model, backend=args.backend)
-    sketches, ncols = run_mode(model, args, inputs)
-    drawn = [s for s in sketches if len(s)]
-    if len(drawn) < len(sketches):
-        print(f"warning: {len(sketches) - len(drawn)} of {len(sketches)} samples ended before "
-              f"drawing any point and are left out", file=sys.stderr)
-    if not drawn:
-        raise MinisketchError("every sample ended before drawing any point; nothing to write "
-                              "(try another --seed or a higher --temperature)")
-    if len(drawn) < len(sketches):
-        ncols = None
-    from .render import save_drawing
-    ext = out.suffix.lower()
-    kw = {} if ext == ".npz" or ncols is None else {"ncols": ncols}
-    if ext == ".gif" and len(drawn) > 4:
-        kw["cell"] = 128
-    save_drawing(drawn, out, **kw)
-    print(f"wrote {len(drawn)} sketch{'es' if len(drawn) != 1 else ''} to {out}")
+    n = write_picture(run_mode(model, args, inputs), out)
+    print(f"wrote {n} sketch{'es' if n != 1 else ''} to {out}")
     return 0
 
 

@@ -61,6 +61,7 @@ import numpy as np  # noqa: E402
 
 from .backend import BACKENDS, get_backend, to_numpy  # noqa: E402
 from .checkpoint import load_checkpoint, load_params, model_config, save_checkpoint  # noqa: E402
+from .cli import ArgumentParser, LenientParser  # noqa: E402
 from .errors import MinisketchError, ModelError, run_cli  # noqa: E402
 from .fileio import atomic_open, write_bytes_atomic  # noqa: E402
 from .hparams import HParams, add_hparam_arguments, hparams_from_args  # noqa: E402
@@ -68,6 +69,7 @@ from .optim import Adam, kl_weight, learning_rate  # noqa: E402
 
 LOSS_KEYS = ("recon", "offset", "pen", "kl", "loss")
 DEFAULT_DATA = "builtin:shapes"
+DEFAULT_PRESET = "quick"      # without --data
 SAMPLE_TEMPERATURE = 0.4          # temperature of the samples grid refreshed at each evaluation
 NAN_HOOK = "MINISKETCH_INJECT_NAN_AT_STEP"
 
@@ -112,37 +114,71 @@ def _pos_int(s: str) -> int:
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def preset_of(argv) -> str:
+    """The preset a command line selects: ``--preset``, else paper with ``--data``, else quick.
+    Read before parsing, so that ``--help`` can show the defaults that run would use."""
+    pre = LenientParser(add_help=False)
+    pre.add_argument("--preset")
+    pre.add_argument("--data", nargs="+", action="extend")
+    try:
+        known, _ = pre.parse_known_args(list(argv or []))
+    except argparse.ArgumentError:
+        return DEFAULT_PRESET
+    if known.preset in PRESETS:
+        return known.preset
+    return "paper" if known.data else DEFAULT_PRESET
+
+
+def preset_defaults(preset: str) -> tuple[HParams, dict]:
+    """(hyperparameters, training options) of a preset, before any flag."""
+    return (HParams().replace(**PRESETS[preset]["hparams"]),
+            {**TRAIN_DEFAULTS, **PRESETS[preset]["train"]})
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The parser; ``argv`` picks the preset whose defaults ``--help`` shows."""
+    preset = preset_of(argv)
+    hp, opts = preset_defaults(preset)
+    p = ArgumentParser(
         prog="python -m minisketch.train",
-        description="Train a sketch-rnn model. Without options: the 'quick' preset on the "
-                    "built-in offline dataset builtin:shapes.",
+        description=f"Train a sketch-rnn model. Without options: the '{DEFAULT_PRESET}' preset "
+                    f"on the built-in offline dataset {DEFAULT_DATA}. Defaults shown are the "
+                    f"'{preset}' preset's (--preset, or --data, changes them).",
         epilog="Outputs in --out: config.json, log.jsonl, checkpoint.npz, best.npz, loss.png, "
                "samples.svg, samples.png. Ctrl-C saves a checkpoint; continue with --resume.")
     p.add_argument("--data", nargs="+", action="extend", metavar="SOURCE",
                    help=f"dataset(s): .npz, .ndjson, a QuickDraw class name or {DEFAULT_DATA} "
                         f"(default); several are concatenated split by split")
     p.add_argument("--out", metavar="DIR",
-                   help="output folder (default: runs/<preset>-<date>-<time>)")
-    p.add_argument("--backend", choices=BACKENDS, help="numpy (default), numba or cupy")
-    p.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
-    p.add_argument("--steps", type=_nonneg_int, metavar="N", help="total training steps")
-    p.add_argument("--eval-every", dest="eval_every", type=_pos_int, metavar="N",
-                   help="evaluate, log and checkpoint every N steps (and at 0 and the end)")
-    p.add_argument("--log-every", dest="log_every", type=_pos_int, metavar="N",
-                   help="read losses back for the progress bar every N steps (default 10)")
+                   help=f"output folder (default: runs/{preset}-<date>-<time>)")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="quick (default without --data) or paper (default with --data)")
+                   help=f"{DEFAULT_PRESET} (default without --data) or paper (default with "
+                        f"--data)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help=f"numpy, numba or cupy (default {opts['backend']})")
+    p.add_argument("--dtype", choices=("float32", "float64"),
+                   help=f"default {opts['dtype']}")
+    p.add_argument("--steps", type=_nonneg_int, metavar="N",
+                   help=f"total training steps (default {opts['steps']})")
+    p.add_argument("--eval-every", type=_pos_int, metavar="N",
+                   help=f"evaluate, log and checkpoint every N steps, and at 0 and the end "
+                        f"(default {opts['eval_every']})")
+    p.add_argument("--log-every", type=_pos_int, metavar="N",
+                   help=f"read losses back for the progress bar every N steps "
+                        f"(default {opts['log_every']})")
     p.add_argument("--resume", action="store_true",
                    help="continue <out>/checkpoint.npz exactly where it stopped")
     p.add_argument("--seed", type=int, metavar="S",
-                   help="fixes initialization, data order, augmentation, noise, dropout (0)")
+                   help=f"fixes initialization, data order, augmentation, noise, dropout "
+                        f"(default {opts['seed']})")
     p.add_argument("--samples", type=_nonneg_int, metavar="N",
-                   help="sketches in the samples grid refreshed at each evaluation (16; 0: none)")
+                   help=f"sketches in the samples grid refreshed at each evaluation "
+                        f"(default {opts['samples']}; 0: none)")
     p.add_argument("--threads", type=_pos_int, metavar="N",
                    help="row blocks per step, one thread each (default: the CPU cores on numpy "
                         "and numba, 1 on cupy; results differ between counts by float rounding)")
-    add_hparam_arguments(p)
+    add_hparam_arguments(p, defaults=hp,
+                         title=f"hyperparameters (HParams fields; defaults of the {preset} preset)")
     return p
 
 
@@ -153,10 +189,11 @@ def _given_hparams(args) -> dict:
 
 def resolve_config(args) -> tuple[HParams, dict]:
     """(hyperparameters, training options) from the preset and the options given."""
-    preset = args.preset or ("paper" if args.data else "quick")
-    hp = hparams_from_args(args, base=HParams().replace(**PRESETS[preset]["hparams"]))
-    opts = {**TRAIN_DEFAULTS, **PRESETS[preset]["train"], "preset": preset,
-            "data": list(args.data or [DEFAULT_DATA]), "out": args.out}
+    preset = args.preset or ("paper" if args.data else DEFAULT_PRESET)
+    base, defaults = preset_defaults(preset)
+    hp = hparams_from_args(args, base=base)
+    opts = {**defaults, "preset": preset, "data": list(args.data or [DEFAULT_DATA]),
+            "out": args.out}
     for key in ("backend", "dtype", "steps", "eval_every", "log_every", "seed", "samples",
                 "threads"):
         if getattr(args, key) is not None:
@@ -555,7 +592,7 @@ def train(run: Run) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     run = setup_run(args)
     _write_text_atomic(run.out / "config.json", json.dumps(run.config, indent=2) + "\n")
     print("config: " + json.dumps(run.config, indent=2))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageSequence
 
 from minisketch.errors import DataError, MinisketchError
-from minisketch.render import (LABEL_HEIGHT, gif_frame_count, grid_svg, load_sketches_npz,
+from minisketch.render import (GREY, LABEL_HEIGHT, gif_frame_count, grid_svg, load_sketches_npz,
                                save_drawing, save_gif, save_png, sketch_strokes, strip_svg,
                                stroke3_to_svg_paths, temperature_sweep_svg, to_svg)
 
@@ -188,6 +188,54 @@ def test_gif_grid_animates_all_sketches_together(tmp_path):
     assert ink[-1] > ink[0] > 0
     with pytest.raises(MinisketchError, match="stride"):
         save_gif(sketches, tmp_path / "x.gif", stride=0)
+
+
+# ----------------------------------------------------------------------------- grey rows
+
+@settings(max_examples=60, deadline=None)
+@given(sketch=stroke3, data=st.data())
+def test_grey_rows_split_the_strokes_at_the_boundary(sketch, data):
+    """grey_rows = k: the grey paths are the strokes of rows < k, the black ones those of rows
+    >= k, and a stroke crossing the boundary starts its black part at row k - 1."""
+    k = data.draw(st.integers(0, len(sketch)))
+    root = ET.fromstring(grid_svg([sketch], cell=100, grey_rows=[k]))
+    paths = root.findall(".//svg:path", NS)
+    grey = [len(parse_d(p.get("d"))) for p in paths if p.get("stroke") == GREY]
+    black = [len(parse_d(p.get("d"))) for p in paths if p.get("stroke") is None]
+    assert len(grey) + len(black) == len(paths)
+    assert grey == [max(len(s), 2) for s in expected_strokes(sketch[:k])]   # a dot: M p L p
+    tail = [len(s) for s in expected_strokes(sketch[k:])]
+    if 0 < k < len(sketch) and sketch[k - 1, 2] == 0:     # joined to the last grey point
+        tail[0] += 1
+    assert black == [max(n, 2) for n in tail]
+
+
+def test_grey_rows_in_png_and_gif(tmp_path):
+    sketch = make_sketch(n=30)
+    for ext in (".png", ".gif"):
+        all_grey, all_black = tmp_path / f"g{ext}", tmp_path / f"b{ext}"
+        save_drawing([sketch], all_grey, cell=100, grey_rows=[len(sketch)])
+        save_drawing([sketch], all_black, cell=100, grey_rows=[0])
+        with Image.open(all_grey) as im:
+            im.seek(getattr(im, "n_frames", 1) - 1)
+            g = np.asarray(im.convert("L"), dtype=float)
+        with Image.open(all_black) as im:
+            im.seek(getattr(im, "n_frames", 1) - 1)
+            b = np.asarray(im.convert("L"), dtype=float)
+        level = int(GREY[1:3], 16)
+        assert g.min() >= level - 2 and (g < 250).mean() > 0.005, ext   # grey ink, nothing darker
+        assert b.min() < 60, ext
+    with pytest.raises(MinisketchError, match="one per sketch"):
+        grid_svg([sketch, sketch], grey_rows=[1])
+
+
+def test_gif_labels_add_a_band_under_each_cell(tmp_path):
+    sketches = [make_sketch(n=10), make_sketch(n=12, seed=1)]
+    path = save_drawing(sketches, tmp_path / "l.gif", cell=60, labels=["input", "output"])
+    frames = gif_frames(path)
+    assert frames[0].shape == (60 + LABEL_HEIGHT, 120, 3)
+    band = frames[0][60:].mean(-1)
+    assert (band[:, :60] < 128).any() and (band[:, 60:] < 128).any()   # text in both cells
 
 
 # ----------------------------------------------------------------------------- .npz

@@ -101,13 +101,22 @@ def test_every_mode_writes_every_format(mode, models, tmp_path, capsys, shapes):
     else:
         assert all(len(s) <= int(MAX_LEN) for s in sketches)
 
-    # the same command (same seed) in the other formats draws these very sketches
+    # the same command (same seed) in the other formats draws these very sketches, with their
+    # context: the inputs in grey beside them, labelled
+    cells, labels, grey = _expected_cells(mode, sketches, shapes)
     rc, _, err = cli(base + ["--out", tmp_path / "s.svg"], capsys)
     assert rc == 0, err
     root = ET.parse(tmp_path / "s.svg").getroot()
     assert root.tag == SVG + "svg"
-    assert len(root.findall(f".//{SVG}path")) == sum(_strokes(s) for s in sketches)
-    assert len(root.findall(f".//{SVG}g[@id]")) == count
+    groups = root.findall(f".//{SVG}g[@id]")
+    assert len(groups) == len(cells)
+    for g, cell, k in zip(groups, cells, grey):
+        paths = g.findall(f"{SVG}path")
+        greys = [p for p in paths if p.get("stroke") is not None]
+        crosses = 0 < k < len(cell) and cell[k - 1, 2] == 0    # one stroke turns grey -> black
+        assert len(paths) == _strokes(cell) + crosses
+        assert len(greys) == (_strokes(cell[:k]) if k else 0)
+    assert [t.text for t in root.iter(f"{SVG}text")] == (labels or [])
 
     rc, _, err = cli(base + ["--out", tmp_path / "s.png"], capsys)
     assert rc == 0, err
@@ -120,9 +129,31 @@ def test_every_mode_writes_every_format(mode, models, tmp_path, capsys, shapes):
     rc, _, err = cli(base + ["--out", tmp_path / "s.gif"], capsys)
     assert rc == 0, err
     with Image.open(tmp_path / "s.gif") as im:
-        # all sketches draw together: one frame per row of the longest, plus the final frame
-        assert im.n_frames == max(len(s) for s in sketches) + 1
+        # all cells draw together: one frame per row of the longest, plus the final frame
+        assert im.n_frames == max(len(c) for c in cells) + 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.gif", "s.npz", "s.png", "s.svg"]
+
+
+def _expected_cells(mode, outputs, shapes):
+    """(cells, labels, grey rows) a picture of ``mode`` must show, from MODE_ARGS' inputs."""
+    t = shapes.test
+    if mode == "generate":
+        return outputs, None, [0] * len(outputs)
+    if mode == "reconstruct":                    # inputs 0 and 5, two reconstructions each
+        cells = [t[0], *outputs[:2], t[5], *outputs[2:]]
+        labels = ["input 1", "reconstruction 1", "reconstruction 2"] + \
+                 ["input 2", "reconstruction 1", "reconstruction 2"]
+        return cells, labels, [len(t[0]), 0, 0, len(t[5]), 0, 0]
+    if mode == "interpolate":                    # inputs 1 and 2, 4 steps
+        cells = [t[1], *outputs, t[2]]
+        labels = ["input A", "t=0 (A)", "t=0.33", "t=0.67", "t=1 (B)", "input B"]
+        return cells, labels, [len(t[1]), 0, 0, 0, 0, len(t[2])]
+    if mode == "analogy":                        # inputs 3, 4, 5, two results
+        cells = [t[3], t[4], t[5], *outputs]
+        labels = ["input A", "input B", "input C", "A - B + C", "A - B + C"]
+        return cells, labels, [len(t[3]), len(t[4]), len(t[5]), 0, 0]
+    keep = round(0.4 * len(t[6]))                # complete: the kept rows grey
+    return outputs, None, [keep] * len(outputs)
 
 
 def test_inputs_from_files_keep_their_order(models, tmp_path, capsys, shapes):
@@ -273,3 +304,21 @@ def test_sheep_gen_json_generates(tmp_path):
     root = ET.parse(out).getroot()
     assert len(root.findall(f".//{SVG}g[@id]")) == 16      # P(a sheep ends at once) ~ 1.5e-6
     assert len(root.findall(f".//{SVG}path")) >= 16
+
+
+def test_empty_samples_are_dots_in_pictures_and_left_out_of_npz(tmp_path, capsys, shapes):
+    a, b = shapes.test[0], shapes.test[1]
+    empty = np.zeros((0, 3))
+    pic = sample.Picture([a, empty, b], cells=[a, empty, b], grey_rows=[0, 0, 0])
+    assert sample.write_picture(pic, tmp_path / "p.svg") == 2
+    root = ET.parse(tmp_path / "p.svg").getroot()
+    assert len(root.findall(f".//{SVG}g[@id]")) == 3
+    assert [t.text or "" for t in root.iter(f"{SVG}text")] == ["", "(empty)", ""]
+    assert sample.write_picture(pic, tmp_path / "p.npz") == 2
+    assert len(render.load_sketches_npz(tmp_path / "p.npz")) == 2
+    err = capsys.readouterr().err
+    assert "1 of 3 samples ended before drawing any point" in err
+    with pytest.raises(sample.MinisketchError, match="every sample ended"):
+        sample.write_picture(sample.Picture([empty], cells=[empty], grey_rows=[0]),
+                             tmp_path / "q.svg")
+    assert not (tmp_path / "q.svg").exists()

@@ -253,7 +253,10 @@ def test_usage_errors_exit_2(argv, capsys):
 
 def test_unknown_option_exit_2_from_the_command_line():
     r = _cli("--no-such-option")
-    assert r.returncode == 2 and "unrecognized arguments" in r.stderr
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and r.stdout == "" and len(lines) == 2, r.stderr
+    assert lines[0] == "usage: python -m minisketch.train [options]"
+    assert lines[1].startswith("error: unrecognized argument: --no-such-option")
 
 
 # ----------------------------------------------------------------------------- pieces
