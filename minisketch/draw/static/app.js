@@ -78,11 +78,12 @@
 
   const round2 = (v) => Math.round(v * 100) / 100;
 
-  /* Strokes [{points: [[x, y], ...], exact, open}] -> stroke-3 rows. `exact` strokes (from the
-     dataset) are not simplified; an `open` stroke has no pen lift after its last point. */
-  function toStroke3(strokes) {
+  /* Strokes [{points: [[x, y], ...], exact, open}] -> stroke-3 rows from `origin` (null: the
+     first point). `exact` strokes (from the dataset) are not simplified; an `open` stroke has
+     no pen lift after its last point. */
+  function toStroke3(strokes, origin = null) {
     const rows = [];
-    let prev = null;
+    let prev = origin && [round2(origin[0]), round2(origin[1])];
     for (const stroke of strokes) {
       const points = stroke.exact ? stroke.points : rdp(stroke.points, RDP_EPSILON);
       points.forEach((p, i) => {
@@ -189,6 +190,7 @@
       this.name = name;
       this.canvas = canvas;
       this.strokes = [];
+      this.origin = null;             // where a dataset sketch's offsets start
       this.current = null;
       this.unitsPerPx = 1;
       this.span = 100;
@@ -276,15 +278,24 @@
     }
 
     isEmpty() { return this.strokes.length === 0; }
-    undo() { this.current = null; this.strokes.pop(); this.redraw(); }
-    clear() { this.current = null; this.strokes = []; this.redraw(); }
-    stroke3() { return toStroke3(this.strokes); }
+    undo() {
+      this.current = null;
+      this.strokes.pop();
+      if (this.isEmpty()) this.origin = null;
+      this.redraw();
+    }
+
+    clear() { this.current = null; this.strokes = []; this.origin = null; this.redraw(); }
+    stroke3() { return toStroke3(this.strokes, this.origin); }
 
     /* Show a dataset sketch (stroke-3 rows), centred; `open`: its last stroke goes on. */
     setSketch(rows, open) {
       const points = toPoints(rows), b = bounds(points);
-      const dx = this.span / 2 - (b.x0 + b.x1) / 2, dy = this.span / 2 - (b.y0 + b.y1) / 2;
+      // a whole-unit shift keeps the sketch's own offsets when it is sent back
+      const dx = Math.round(this.span / 2 - (b.x0 + b.x1) / 2);
+      const dy = Math.round(this.span / 2 - (b.y0 + b.y1) / 2);
       this.strokes = [];
+      this.origin = [dx, dy];
       let stroke = null;
       points.forEach((p, i) => {
         if (stroke === null) { stroke = {points: [], exact: true}; this.strokes.push(stroke); }
