@@ -332,10 +332,12 @@
       title.textContent = panelCaption(mode, i, sketches.length) +
         (rows.length ? "" : " (empty)");
       const name = `minisketch-${mode}-${i + 1}`;
-      const svg = button("SVG", () => downloadSVG(rows, prefixLen, name + ".svg"));
-      const png = button("PNG", () => downloadPNG(rows, prefixLen, name + ".png"));
-      caption.append(title, svg, png);
-      figure.append(canvas, caption);
+      const downloads = document.createElement("div");
+      downloads.className = "downloads";
+      downloads.append(button("SVG", () => downloadSVG(rows, prefixLen, name + ".svg")),
+                       button("PNG", () => downloadPNG(rows, prefixLen, name + ".png")));
+      caption.append(title);
+      figure.append(canvas, downloads, caption);
       results.append(figure);
       return {rows, points: toPoints(rows), prefixLen: Math.min(prefixLen, rows.length), canvas};
     });
