@@ -502,3 +502,18 @@ def test_sheep_gen_json_finishes_a_half_sheep(tmp_path):
         assert all(k[:len(half)] == half and len(k) > len(half) for k in got["sketches"])
     finally:
         stop_and_check(s)
+
+
+def test_the_numba_backend_serves_the_same_api(model_dir, tmp_path):
+    s = Server(["--model", model_dir / "vae_hyper.npz", "--model", model_dir / "dec_lstm.npz",
+                "--backend", "numba", "--quiet"], tmp_path / "err.txt")
+    try:
+        for name in ("vae_hyper", "dec_lstm"):
+            status, _, got = s.post("complete", {"model": name, "strokes": STROKES, "n": 2})
+            assert status == 200, got
+            assert all(k[:len(STROKES)] == STROKES and len(k) > len(STROKES)
+                       for k in got["sketches"])
+        status, _, got = s.post("morph", {"model": "vae_hyper", "sketches": [STROKES, STROKES]})
+        assert status == 200 and len(got["sketches"]) == 5
+    finally:
+        stop_and_check(s)
