@@ -517,3 +517,9 @@ def test_the_numba_backend_serves_the_same_api(model_dir, tmp_path):
         assert status == 200 and len(got["sketches"]) == 5
     finally:
         stop_and_check(s)
+
+
+def test_a_drawing_as_long_as_the_model_allows_comes_back_unchanged(server):
+    long = [[1.0, (-1.0) ** i, 0] for i in range(MAX_SEQ_LEN + 5)]
+    status, _, got = server.post("complete", {"model": "vae_ln", "strokes": long, "n": 2})
+    assert status == 200 and got["sketches"] == [long, long]

@@ -492,7 +492,12 @@
       const seconds = ((performance.now() - t0) / 1000).toFixed(2);
       const what = {finish: "endings", variations: "variations", morph: "steps",
                     dream: "dreams"}[mode];
-      setStatus(`${data.sketches.length} ${what} in ${seconds} s (seed ${body.seed}).`);
+      if (mode === "finish" && data.sketches.every((s) => s.length <= prefixLen)) {
+        setStatus(`Your drawing has ${prefixLen} points after simplification; this model ` +
+                  `draws at most ${state.model.max_seq_len}, so it has nothing to add.`, "warn");
+      } else {
+        setStatus(`${data.sketches.length} ${what} in ${seconds} s (seed ${body.seed}).`);
+      }
     } catch (err) {
       if (id !== state.request) return;
       $("#results").dataset.state = "error";
@@ -561,6 +566,8 @@
   function setModel(name) {
     const model = state.models.find((m) => m.name === name) || state.models[0];
     state.model = model;
+    state.request++;                  // an answer still on its way is for the old model
+    setBusy(false);
     const cells = model.kind === "conditional" ?
       `${model.encoder_cell} encoder, ${model.cell} decoder` : `${model.cell} decoder`;
     $("#model-info").textContent =
@@ -607,7 +614,10 @@
       b.addEventListener("click", () => loadExample(b.dataset.pad));
     }
     $("#go").addEventListener("click", go);
-    $("#undo").addEventListener("click", () => { pads[state.activePad].undo(); onDrawingChanged(); });
+    $("#undo").addEventListener("click", () => {
+      pads[state.activePad].undo();
+      onDrawingChanged();
+    });
     $("#clear").addEventListener("click", clearAll);
     $("#new-seed").addEventListener("click", () => {
       $("#seed").value = Math.floor(Math.random() * MAX_SEED);
