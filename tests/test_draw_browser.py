@@ -202,7 +202,7 @@ def test_every_mode_once(page, tmp_path):
     request, answer = page.go("morph")
     assert request["sketches"][1] == example             # dataset sketches are sent as they are
     assert len(answer["sketches"]) == 4
-    captions = pg.locator("#results figcaption").all_text_contents()
+    captions = pg.locator("#results figcaption span").all_text_contents()
     assert captions[0] == "A" and captions[-1] == "B" and captions[1].startswith("t = ")
     pg.screenshot(path=tmp_path / "morph.png")
 

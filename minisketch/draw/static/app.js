@@ -168,18 +168,23 @@
     ctx.stroke();
   }
 
-  /* Draw rows [from, to) of a fitted sketch: the segment into point i when the pen was down
-     after point i - 1, a dot for a point that is a whole stroke. */
-  function drawRows(ctx, points, tf, prefixLen, from, to, width) {
+  /* Draw the first `upto` rows of a fitted sketch on a cleared canvas, each polyline as one
+     path; a point that is a whole stroke is a dot. */
+  function drawSketch(ctx, points, tf, prefixLen, upto, width) {
+    ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
     const at = (p) => [tf.ox + tf.scale * p.x, tf.oy + tf.scale * p.y];
-    for (let i = from; i < to; i++) {
-      const colour = i < prefixLen ? INK : MODEL_INK;
-      const startsStroke = i === 0 || points[i - 1].pen === 1;
-      if (!startsStroke) {
-        strokeSegment(ctx, at(points[i - 1]), at(points[i]), colour, width);
-      } else if (points[i].pen === 1 || i === points.length - 1) {
-        strokeSegment(ctx, null, at(points[i]), colour, width);
+    for (const line of polylines(points.slice(0, upto), prefixLen)) {
+      const pts = line.points.map(at);
+      if (pts.length === 1) {
+        strokeSegment(ctx, null, pts[0], line.colour, width);
+        continue;
       }
+      ctx.strokeStyle = line.colour;
+      ctx.lineWidth = width;
+      ctx.beginPath();
+      ctx.moveTo(pts[0][0], pts[0][1]);
+      for (const p of pts.slice(1)) ctx.lineTo(p[0], p[1]);
+      ctx.stroke();
     }
   }
 
@@ -227,7 +232,7 @@
       this.current = {points: [this.point(e)], pointerId: e.pointerId};
       this.strokes.push(this.current);
       state.activePad = this.name;
-      this.drawLast(1);
+      this.redraw();
       onDrawingChanged();
     }
 
@@ -242,7 +247,7 @@
         const p = this.point(ev), q = pts[pts.length - 1];
         if (Math.hypot(p[0] - q[0], p[1] - q[1]) >= 0.5 * this.unitsPerPx) pts.push(p);
       }
-      if (pts.length > before) this.drawLast(pts.length - before + 1);
+      if (pts.length > before) this.redraw();
     }
 
     up(e) {
@@ -251,28 +256,23 @@
       onDrawingChanged();
     }
 
-    /* Draw the last k points of the stroke being drawn. */
-    drawLast(k) {
-      const pts = this.current.points, s = 1 / this.unitsPerPx;
-      const start = Math.max(0, pts.length - k);
-      for (let i = start; i < pts.length; i++) {
-        const b = [pts[i][0] * s, pts[i][1] * s];
-        const a = i === 0 ? null : [pts[i - 1][0] * s, pts[i - 1][1] * s];
-        strokeSegment(this.ctx, a, b, INK, LINE_WIDTH);
-      }
-    }
-
+    /* Each stroke as one path (segments drawn one by one would darken where they meet). */
     redraw() {
       if (!this.ctx) return;
-      this.ctx.clearRect(0, 0, this.size, this.size);
-      const s = 1 / this.unitsPerPx;
+      const ctx = this.ctx, s = 1 / this.unitsPerPx;
+      ctx.clearRect(0, 0, this.size, this.size);
       for (const stroke of this.strokes) {
-        stroke.points.forEach((p, i) => {
-          const a = i === 0 ? null : [stroke.points[i - 1][0] * s, stroke.points[i - 1][1] * s];
-          if (i > 0 || stroke.points.length === 1) {
-            strokeSegment(this.ctx, a, [p[0] * s, p[1] * s], INK, LINE_WIDTH);
-          }
-        });
+        const pts = stroke.points;
+        if (pts.length === 1) {
+          strokeSegment(ctx, null, [pts[0][0] * s, pts[0][1] * s], INK, LINE_WIDTH);
+          continue;
+        }
+        ctx.strokeStyle = INK;
+        ctx.lineWidth = LINE_WIDTH;
+        ctx.beginPath();
+        ctx.moveTo(pts[0][0] * s, pts[0][1] * s);
+        for (const p of pts.slice(1)) ctx.lineTo(p[0] * s, p[1] * s);
+        ctx.stroke();
       }
       this.canvas.parentElement.classList.toggle("empty", this.strokes.length === 0);
     }
@@ -336,8 +336,8 @@
       downloads.className = "downloads";
       downloads.append(button("SVG", () => downloadSVG(rows, prefixLen, name + ".svg")),
                        button("PNG", () => downloadPNG(rows, prefixLen, name + ".png")));
-      caption.append(title);
-      figure.append(canvas, downloads, caption);
+      caption.append(title, downloads);
+      figure.append(canvas, caption);
       results.append(figure);
       return {rows, points: toPoints(rows), prefixLen: Math.min(prefixLen, rows.length), canvas};
     });
@@ -345,7 +345,7 @@
       const {ctx, w, h} = setupCanvas(p.canvas);
       p.ctx = ctx;
       p.tf = fit(p.points, w, h, 0.08 * Math.min(w, h));
-      drawRows(ctx, p.points, p.tf, p.prefixLen, 0, p.prefixLen, LINE_WIDTH);
+      drawSketch(ctx, p.points, p.tf, p.prefixLen, p.prefixLen, LINE_WIDTH);
       p.shown = p.prefixLen;
     }
     results.dataset.state = "drawing";
@@ -363,7 +363,7 @@
         if (p.shown >= n) continue;
         const step = reduce ? n : Math.max(1, Math.ceil((n - p.prefixLen) / ANIMATION_FRAMES));
         const to = Math.min(n, p.shown + step);
-        drawRows(p.ctx, p.points, p.tf, p.prefixLen, p.shown, to, LINE_WIDTH);
+        drawSketch(p.ctx, p.points, p.tf, p.prefixLen, to, LINE_WIDTH);
         p.shown = to;
         running = running || to < n;
       }
@@ -378,7 +378,7 @@
       const {ctx, w, h} = setupCanvas(p.canvas);
       p.ctx = ctx;
       p.tf = fit(p.points, w, h, 0.08 * Math.min(w, h));
-      drawRows(ctx, p.points, p.tf, p.prefixLen, 0, p.shown, LINE_WIDTH);
+      drawSketch(ctx, p.points, p.tf, p.prefixLen, p.shown, LINE_WIDTH);
     }
   }
 
@@ -419,12 +419,13 @@
     const canvas = document.createElement("canvas");
     canvas.width = canvas.height = size;
     const ctx = canvas.getContext("2d");
-    ctx.fillStyle = "#fff";
-    ctx.fillRect(0, 0, size, size);
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
     const points = toPoints(rows);
-    drawRows(ctx, points, fit(points, size, size, 0.08 * size), prefixLen, 0, points.length, 4);
+    drawSketch(ctx, points, fit(points, size, size, 0.08 * size), prefixLen, points.length, 4);
+    ctx.globalCompositeOperation = "destination-over";     // a white background behind
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, size, size);
     canvas.toBlob((blob) => save(blob, filename), "image/png");
   }
 
