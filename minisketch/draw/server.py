@@ -150,9 +150,9 @@ class DrawHandler(BaseHTTPRequestHandler):
             return None
         length = int(length_text)
         if length > api.MAX_BODY:
-            self._drain(length)
             self._error(413, f"the body has {length} bytes; at most {api.MAX_BODY} are "
                              f"accepted")
+            self._drain(length)
             return None
         try:
             body = self.rfile.read(length)
@@ -164,7 +164,8 @@ class DrawHandler(BaseHTTPRequestHandler):
         return body
 
     def _drain(self, length: int):
-        """Read (and drop) a refused body, up to DRAIN_LIMIT, so the client sees the answer."""
+        """After refusing a body, read (and drop) up to DRAIN_LIMIT bytes of it, so that a
+        client still sending sees the answer rather than a reset connection."""
         left = min(length, DRAIN_LIMIT)
         try:
             while left > 0:
@@ -174,13 +175,6 @@ class DrawHandler(BaseHTTPRequestHandler):
                 left -= len(chunk)
         except (socket.timeout, ConnectionError):
             pass
-
-    def handle_expect_100(self):
-        length = self.headers.get("Content-Length") or ""
-        if length.strip().isdigit() and int(length) > api.MAX_BODY:
-            self._error(413, f"the body has {length} bytes; at most {api.MAX_BODY} are accepted")
-            return False
-        return super().handle_expect_100()
 
     # ------------------------------------------------------------------ methods
 
