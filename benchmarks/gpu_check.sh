@@ -100,7 +100,7 @@ from minisketch.kernels import cupy_gpu
 t = time.perf_counter()
 be = get_backend("cupy")          # the same path the model takes (require_cupy + kernel_set)
 cupy_gpu.compile_all()
-print(f"compiled {len(cupy_gpu._KERNELS)} kernels x 2 dtypes in {time.perf_counter() - t:.1f} s;"
+print(f"compiled {len(cupy_gpu.kernel_names())} kernels x 2 dtypes in {time.perf_counter() - t:.1f} s;"
       f" fused entries: {', '.join(cupy_gpu.fused_names())}")
 EOF
 

@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from minisketch.backend import get_backend
 from minisketch.hparams import HParams
-from minisketch.kernels import numba_cpu, reference
+from minisketch.kernels import jit, numba_cpu, numerics, reference
 from minisketch.layers.lstm import sigmoid as ref_sigmoid
 from minisketch.model import SketchRNN
 from minisketch.optim import clip_adam_update as ref_clip_adam_update
@@ -65,10 +65,10 @@ def threading_mode(request, monkeypatch):
     if request.param == "parallel":
         if numba.get_num_threads() < 2:
             pytest.skip("Numba has one thread here: no parallel path to test")
-        monkeypatch.setattr(numba_cpu, "PARALLEL", True)
-        monkeypatch.setattr(numba_cpu, "MIN_PARALLEL_WORK", 0)
+        monkeypatch.setattr(jit, "PARALLEL", True)
+        monkeypatch.setattr(jit, "MIN_PARALLEL_WORK", 0)
     else:
-        monkeypatch.setattr(numba_cpu, "PARALLEL", False)
+        monkeypatch.setattr(jit, "PARALLEL", False)
     return request.param
 
 
@@ -190,10 +190,10 @@ def test_elementary_functions_against_numpy(dtype):
                         rng.standard_normal(200) * 1e-6, [0.0, -0.0, np.inf, -np.inf, np.nan]])
     if dtype is np.float32:
         x = x[np.isnan(x) | (np.abs(x) < 200)]
-        fns = (numba_cpu._exp32, numba_cpu._tanh32, numba_cpu._sigmoid32)
+        fns = (numerics.exp32, numerics.tanh32, numerics.sigmoid32)
         max_ulp = 3
     else:
-        fns = (numba_cpu._exp64, numba_cpu._tanh64, numba_cpu._sigmoid64)
+        fns = (numerics.exp64, numerics.tanh64, numerics.sigmoid64)
         max_ulp = 4
     x = x.astype(dtype)
     with np.errstate(all="ignore"):
@@ -215,10 +215,10 @@ def test_elementary_functions_against_numpy(dtype):
                       <= np.finfo(dtype).smallest_subnormal), fn.__name__
     if dtype is np.float64:
         xs = np.concatenate([np.geomspace(1e-300, 1e300, 2000), rng.random(500) * 3])
-        got = np.array([numba_cpu._log64(v) for v in xs])
+        got = np.array([numerics.log64(v) for v in xs])
         assert np.max(np.abs(got - np.log(xs)) / np.spacing(np.abs(np.log(xs)))) <= 4
         u = np.concatenate([np.geomspace(1e-300, 1.0, 2000), rng.random(500)])
-        got = np.array([numba_cpu._log1p_small64(v) for v in u])
+        got = np.array([numerics.log1p_small64(v) for v in u])
         assert np.max(np.abs(got - np.log1p(u)) / np.spacing(np.log1p(u))) <= 4
 
 
@@ -226,8 +226,8 @@ def test_elementary_functions_against_numpy(dtype):
 
 @numba.njit
 def _vector_sums(u, ulo, v, vlo, n, mean):
-    return (numba_cpu._sum(v, vlo, n), numba_cpu._sum_sqdev(v, vlo, n, mean),
-            numba_cpu._sum_prod(u, ulo, v, vlo, n))
+    return (numerics.sum64(v, vlo, n), numerics.sum_sqdev64(v, vlo, n, mean),
+            numerics.sum_prod64(u, ulo, v, vlo, n))
 
 
 @HYP
@@ -243,8 +243,8 @@ def test_vector_sums_equal_the_scalar_lanes_bit_for_bit(n, ulo, vlo, dtype, scal
     v = (rng.standard_normal((vlo + n) * stride) * scale + 3 * scale).astype(dtype)[::stride]
     mean = dtype(rng.standard_normal() * scale)
     got = _vector_sums(u, ulo, v, vlo, n, mean)
-    want = (numba_cpu._sum_scalar(v, vlo, n), numba_cpu._sum_sqdev_scalar(v, vlo, n, mean),
-            numba_cpu._sum_prod_scalar(u, ulo, v, vlo, n))
+    want = (numerics.sum64_scalar(v, vlo, n), numerics.sum_sqdev64_scalar(v, vlo, n, mean),
+            numerics.sum_prod64_scalar(u, ulo, v, vlo, n))
     assert got == want
     if n:
         tol = 1e-12 * float(np.sum(np.abs(v[vlo:vlo + n].astype(np.float64))))
@@ -410,11 +410,11 @@ def test_clip_adam_update(threading_mode, p, dtype, step, clip, seed):
 def test_large_inputs_take_the_parallel_path_and_match(monkeypatch):
     """With the parallel path switched on, a batch of 100 x 512 (above the default threshold)
     runs split across threads (when there are several) and still equals the reference."""
-    monkeypatch.setattr(numba_cpu, "PARALLEL", True)
+    monkeypatch.setattr(jit, "PARALLEL", True)
     dtype = np.float32
     rng = np.random.default_rng(1)
     B, H = 100, 512
-    assert B * 4 * H >= numba_cpu.MIN_PARALLEL_WORK
+    assert B * 4 * H >= jit.MIN_PARALLEL_WORK
     args = (preacts(rng, (B, 4 * H), dtype, 2.0), preacts(rng, (B, 4 * H), dtype, 2.0),
             rng.standard_normal((B, H)).astype(dtype), rng.standard_normal((B, H)).astype(dtype),
             keep_mask(rng, B, H, dtype, True), pad_mask(rng, B, dtype, True))
@@ -511,11 +511,11 @@ def test_whole_model_parallel_path_and_determinism(monkeypatch):
     """With the parallel path forced on, the numba model gives the same numbers as serial, and
     two calls with the same step give identical losses and gradients."""
     batch, (_, ref, nb) = model_pair("layer_norm", "lstm", "float32")
-    monkeypatch.setattr(numba_cpu, "PARALLEL", False)
+    monkeypatch.setattr(jit, "PARALLEL", False)
     ls, _ = nb.loss_and_grad(batch, 5)
     serial = nb.flat_grad.copy()
-    monkeypatch.setattr(numba_cpu, "PARALLEL", True)
-    monkeypatch.setattr(numba_cpu, "MIN_PARALLEL_WORK", 0)
+    monkeypatch.setattr(jit, "PARALLEL", True)
+    monkeypatch.setattr(jit, "MIN_PARALLEL_WORK", 0)
     for _ in range(2):
         lp, _ = nb.loss_and_grad(batch, 5)
         assert float(lp["loss"]) == float(ls["loss"])
