@@ -6,9 +6,11 @@
 # Sections, each with its own time limit and a global budget (BUDGET_S, default 420 s); a
 # failing section is reported and the script goes on:
 #   env        nvidia-smi, Python / NumPy / CuPy / Numba / torch versions
-#   compile    every CUDA kernel of minisketch/kernels/cupy_gpu.py for float32 and float64
-#   gpu-tests  pytest -m gpu tests/test_cupy_kernels.py (kernel-by-kernel and whole-model
-#              comparisons with the NumPy reference; prints a table of errors)
+#   compile    every CUDA kernel of the CuPy kernel set (minisketch/kernels/cupy_gpu.py) for
+#              float32 and float64
+#   gpu-tests  pytest -m gpu on tests/test_kernel_contract.py and test_fast_backend_models.py
+#              (kernel-by-kernel and whole-model comparisons with the NumPy reference; prints a
+#              table of errors)
 #   cpu-tests  only with CPU_TESTS=1: the layer and MDN unit tests on the host
 #   train      300 steps of python -m minisketch.train --backend cupy on $DATA, checking that
 #              the losses are finite and fall
@@ -100,12 +102,12 @@ from minisketch.kernels import cupy_gpu
 t = time.perf_counter()
 be = get_backend("cupy")          # the same path the model takes (require_cupy + kernel_set)
 cupy_gpu.compile_all()
-print(f"compiled {len(cupy_gpu._KERNELS)} kernels x 2 dtypes in {time.perf_counter() - t:.1f} s;"
+print(f"compiled {len(cupy_gpu.kernel_names())} kernels x 2 dtypes in {time.perf_counter() - t:.1f} s;"
       f" fused entries: {', '.join(cupy_gpu.fused_names())}")
 EOF
 
 # ------------------------------------------------------------------------------- gpu tests
-run gpu-tests ${TESTS_LIMIT_S:-170} "$PY" -m pytest -m gpu tests/test_cupy_kernels.py -q -s -p no:cacheprovider \
+run gpu-tests ${TESTS_LIMIT_S:-170} "$PY" -m pytest -m gpu tests/test_kernel_contract.py tests/test_fast_backend_models.py -q -s -p no:cacheprovider \
     -o addopts="" --durations=5
 
 if [ "${CPU_TESTS:-0}" = "1" ]; then

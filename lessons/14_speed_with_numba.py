@@ -4,10 +4,12 @@ What you will build: a Numba kernel for the LSTM step: one ``@njit`` loop over (
 that computes the four gates, the cell and the output in registers and writes only c and h,
 instead of NumPy's chain of ~20 whole-array operations with a temporary array each. You check it
 against the reference step function, time it (wall clock and CPU time, since the machine may be
-shared), then compare the library's compiled kernel set (``minisketch/kernels/numba_cpu.py``:
-LSTM, layer-norm LSTM, MDN loss, clip + Adam) with the reference, kernel by kernel, and a whole
-training step on ``backend="numba"`` with ``backend="numpy"``. Where the time goes afterwards:
-the matrix products, which stay with BLAS.
+shared), then compare the library's compiled kernels with the reference, kernel by kernel, and
+a whole training step on ``backend="numba"`` with ``backend="numpy"``. The library keeps one file
+per op, the Numba kernel beside its CUDA twin: ``minisketch/kernels/lstm.py`` (open it next to
+this lesson), ``layer_norm_lstm.py``, ``mdn.py``, ``optim.py`` (clip + Adam), with their
+exp/tanh in ``kernels/numerics.py``; ``tests/test_kernel_contract.py`` holds each one to its
+reference. Where the time goes afterwards: the matrix products, which stay with BLAS.
 
 What you need: lessons 03-04 (the LSTM step and sequence) and 08 (the training step).
 
@@ -107,8 +109,8 @@ assert err < 1e-14, f"hand Numba kernel differs from the reference by {err:.1e} 
 # process several values per instruction (SIMD). So at B = 100, H = 512 in float64 our loop
 # is only about as fast as NumPy's chain of array operations. The library's kernel also saves
 # the activations for the backward pass and handles dropout and padding masks, but it computes
-# exp/tanh with its own short polynomial code that LLVM *can* vectorize, and that makes it
-# several times faster. Times are medians; on a shared machine, trust the CPU seconds.
+# exp/tanh with its own short polynomial code that LLVM *can* vectorize (kernels/numerics.py),
+# and that makes it several times faster. Times are medians; on a shared machine, trust the CPU seconds.
 
 # %%
 K = numba_cpu.kernel_set()

@@ -7,8 +7,8 @@ present, and executed line by line with NumPy on the CPU (so the lesson checks t
 math everywhere). You count what fusion saves (kernel launches and bytes moved through memory,
 read off the kernel text itself), see why minisketch's layer code runs on CuPy arrays unchanged
 (``xp = get_xp(x)``), and, on a GPU, time the unfused array code, your kernel and the library's
-``kernels/cupy_gpu.py`` with CUDA events, and compare a whole training step on the GPU with the
-NumPy reference.
+(the CUDA source in ``minisketch/kernels/lstm.py``, beside the Numba kernel of lesson 14) with
+CUDA events, and compare a whole training step on the GPU with the NumPy reference.
 
 What you need: lesson 03 (the LSTM step) and lesson 14 (the same idea with Numba on the CPU).
 Without CuPy or without a CUDA device the lesson runs its CPU path and says so.
@@ -270,7 +270,7 @@ print("lesson 15 checks passed" + ("" if GPU else " (CPU path)"))
 #    same way, with NumPy first.
 # 2. On a GPU, time the whole `lstm_forward` over T = 250 steps with the reference kernels and
 #    with `cupy_gpu.kernel_set()`. How much of the time is now the `h_prev @ W_hh` GEMM?
-# 3. Why does `kernels/cupy_gpu.py` compile with `--fmad=false`? What would a fused
+# 3. Why does `kernels/cuda.py` compile with `--fmad=false`? What would a fused
 #    multiply-add change in the comparison with NumPy?
 # 4. At batch 1 (sampling one sketch) the GPU is mostly idle. Estimate from the timings the
 #    batch size at which the GPU step beats the Numba CPU step of lesson 14.

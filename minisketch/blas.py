@@ -1,30 +1,23 @@
 """Matrix products through CBLAS ``?gemm``: Intel MKL when it is installed, for the Numba backend.
 
-The training step's time on a CPU is mostly matrix products (60-77% of it at the reference size),
-and most of those are the per-step recurrent products of a 50-row block on one thread. NumPy's
-wheels multiply with the OpenBLAS they bundle, which takes 1.1-1.6 times MKL's time on exactly
-those shapes (``benchmarks/blas_shapes.py``; MKL is what PyTorch's CPU build links). So the Numba
-backend's ``matmul`` kernel multiplies through MKL's CBLAS when MKL is installed
-(``pip install -e ".[mkl]"``: the ``mkl`` wheel from PyPI, Intel Simplified Software License)
-and through ``numpy.matmul`` otherwise. The products stay in a BLAS either way; only which one
-differs, and so the rounding of each product (float32: about 1e-7 relative).
+A CPU training step's time is mostly matrix products, most of them small per-step recurrent
+products on one thread, where NumPy's bundled OpenBLAS is slower than MKL, the library PyTorch's
+CPU build links (``benchmarks/blas_shapes.py``, benchmarks/README.md). So the Numba backend's
+``matmul`` multiplies through MKL's CBLAS when MKL is installed (``pip install -e ".[mkl]"``: the
+``mkl`` wheel, Intel Simplified Software License) and through ``numpy.matmul`` otherwise; only
+the rounding of each product differs (float32: about 1e-7 relative).
 
-When MKL is used: NumPy's BLAS is OpenBLAS (the wheels' default; a NumPy built on MKL or
-Accelerate is left alone) and OpenBLAS is set to one thread at the time of the call (as it is
-inside the training step's row-block threads, and everywhere under ``python -m minisketch.train``,
-which sets ``OPENBLAS_NUM_THREADS=1``). MKL is loaded with its sequential threading layer, so
-each call runs on the calling thread, like OpenBLAS on one thread; with OpenBLAS on more threads
-the product stays in NumPy, whose threads then do the work in parallel. Sequential MKL gives the
-same bits for the same inputs whatever their alignment (checked), so runs stay reproducible.
-
-``MINISKETCH_BLAS`` (read once): ``auto`` (default) as above; ``numpy`` never uses MKL; ``mkl``
-requires it (a clear error when it cannot be loaded).
+MKL is used beside NumPy's OpenBLAS only (a NumPy built on MKL or Accelerate is left alone), and
+only while OpenBLAS is on one thread: inside the training step's row-block threads, and
+everywhere under ``python -m minisketch.train`` (which sets ``OPENBLAS_NUM_THREADS=1``). MKL runs
+sequentially, on the calling thread, and gives the same bits for the same inputs whatever their
+alignment, so runs stay reproducible. ``MINISKETCH_BLAS`` (read once): ``auto`` (default) as
+above; ``numpy`` never uses MKL; ``mkl`` requires it (a clear error when it cannot be loaded).
 
 What goes through CBLAS: float32 or float64 operands of one dtype, 2-D (or 3-D with the same
-leading size, one call per matrix), each laid out row-major or as a transposed row-major view
-(``a.T``) with unit stride along one axis, and an ``out`` that is row-major and overlaps neither
-operand. Anything else (other dtypes, broadcasting, strided views, empty shapes) goes to
-``numpy.matmul``, with the same result.
+leading size, one call per matrix), each row-major or a transposed row-major view (``a.T``) with
+unit stride along one axis, and an ``out`` that is row-major and overlaps neither operand.
+Anything else (other dtypes, broadcasting, strided views, empty shapes) goes to ``numpy.matmul``.
 """
 from __future__ import annotations
 
@@ -40,7 +33,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .cpu import _candidate_paths, get_blas_threads
+from .cpu import get_blas_threads, openblas_paths
 from .errors import BackendError
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -53,10 +46,9 @@ class Cblas:
 
     lib: a loaded ``ctypes.CDLL``; sgemm, dgemm: the symbol names; int_type: the library's
     integer (``ctypes.c_int`` for the LP64 interface, ``ctypes.c_int64`` for ILP64). The call
-    goes through ``_gemm``, a Numba function given the symbol's address: a ctypes call costs
-    ~9 us in argument conversion alone (~25 us with the layout checks in Python), more than a
-    small product of the step; the compiled call costs ~1.3 us, and ``matmul`` ~7 us in all
-    with its checks in Python. The layout checks run in the compiled code, before the call."""
+    goes through ``_gemm``, a Numba function given the symbol's address, which also checks the
+    layouts: through ctypes, converting the arguments alone would cost more than a small product
+    of the step (benchmarks/README.md)."""
 
     def __init__(self, name: str, lib, sgemm: str, dgemm: str, int_type=ctypes.c_int):
         self.name = name
@@ -239,7 +231,7 @@ def load_numpy_openblas():
     """A ``Cblas`` on the OpenBLAS inside NumPy's wheel (ILP64 symbols ``scipy_cblas_?gemm64_``),
     or None. The library NumPy itself multiplies with: the tests run ``Cblas`` on it, so the
     layout logic is checked where MKL is not installed."""
-    for path in _candidate_paths():
+    for path in openblas_paths():
         try:
             lib = ctypes.CDLL(path)
         except OSError:

@@ -1,16 +1,17 @@
 """CPU run-time settings: how many threads NumPy's BLAS uses, and keeping freed memory.
 
-``blas_threads`` / ``get_blas_threads``: the BLAS thread count, changed at run time (OpenBLAS
-only).
+``blas_threads(n)`` runs a block with OpenBLAS on n threads and restores the old count after;
+``get_blas_threads`` reads it. The CPU backends run a training step in row blocks, one Python
+thread each (``SketchRNN(threads=)``), and each block's matrix products must then use one BLAS
+thread: several OpenBLAS thread pools taking turns on the same cores are slower than one thread
+each (benchmarks/README.md). The count is normally fixed by ``OPENBLAS_NUM_THREADS`` before
+NumPy loads; these functions change it at run time through OpenBLAS's own
+``openblas_set_num_threads``, called through ctypes (NumPy's wheels ship OpenBLAS with the symbol
+prefix ``scipy_`` and suffix ``64_``; ``openblas_paths`` finds the library). Where NumPy uses
+another BLAS (Accelerate, MKL) or the library cannot be found, ``blas_threads`` does nothing and
+``get_blas_threads`` returns None.
 
-The CPU backends run a training step's two half-batches in two Python threads (model.py,
-"Threads"). Each half's matrix products must then use one BLAS thread: two OpenBLAS thread pools
-taking turns on two cores are slower than one thread each (benchmarks/README.md). The thread
-count is normally fixed by ``OPENBLAS_NUM_THREADS`` before NumPy loads; ``blas_threads(n)``
-changes it for a block and restores it after, by calling OpenBLAS's own
-``openblas_set_num_threads`` through ctypes (NumPy's wheels ship OpenBLAS with the symbol prefix
-``scipy_`` and suffix ``64_``). Where NumPy uses another BLAS (Accelerate, MKL) or the library
-cannot be found, ``blas_threads`` does nothing and ``get_blas_threads`` returns None.
+``keep_freed_memory`` keeps the training step's large freed arrays in the process (glibc).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ _lock = threading.Lock()
 _funcs = None          # (get, set) once looked up; (None, None) when there is no OpenBLAS
 
 
-def _candidate_paths() -> list:
+def openblas_paths() -> list:
     """Shared libraries that may be NumPy's OpenBLAS: those already mapped into this process
     (Linux), then the ones shipped inside the NumPy wheel."""
     paths = []
@@ -54,7 +55,7 @@ def _lookup():
     if _funcs is not None:
         return _funcs
     _funcs = (None, None)
-    for path in _candidate_paths():
+    for path in openblas_paths():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
@@ -103,13 +104,10 @@ def keep_freed_memory() -> bool:
     no trimming of the heap below 2 GiB free (M_TRIM_THRESHOLD), and one malloc arena for all
     threads (M_ARENA_MAX = 1).
 
-    A training step allocates its large per-sequence arrays afresh (about 1.5 GB at the paper
-    size); returned to the kernel after each step and faulted in again by the next, that memory
-    cost 0.4-0.6 s of page faults per step on the 2-core development VM (benchmarks/README.md).
+    A training step allocates its large per-sequence arrays afresh; returned to the kernel after
+    each step, that memory is faulted in again by the next, page by page (benchmarks/README.md).
     The third setting matters when a step runs in worker threads: glibc gives each thread an
-    arena of its own made of 64 MB heaps, and a block larger than that (the decoder's 100 MB
-    per-block arrays) is mmapped and unmapped whatever M_MMAP_MAX says, so the split step still
-    took ~9000 page faults (0.2-0.8 s of kernel time) per step; with one arena it takes none.
+    arena of 64 MB heaps, and a larger block is mmapped and unmapped whatever M_MMAP_MAX says.
     Process-wide; call it before the threads first allocate (the training command calls it at
     start for the CPU backends). Returns True when glibc accepted the settings, False elsewhere
     (not Linux/glibc: nothing changes)."""

@@ -25,16 +25,18 @@ import numpy as np
 
 from .backend import get_xp
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
+# SplitMix64's increment (the golden ratio in 64 bits) and its finalizer's two multipliers,
+# which the compiled kernels import (kernels/noise.py)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
 _MASK64 = (1 << 64) - 1
 
 
 def splitmix64(z):
     """The SplitMix64 finalizer of a uint64 array (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
+    z = (z ^ (z >> np.uint64(30))) * MIX1
+    z = (z ^ (z >> np.uint64(27))) * MIX2
     return z ^ (z >> np.uint64(31))
 
 
@@ -45,7 +47,7 @@ def hash_uniform(key, out):
     xp = get_xp(out)
     i = xp.arange(1, out.size + 1, dtype=xp.uint64)
     with np.errstate(over="ignore"):
-        z = splitmix64(xp.uint64(int(key) & _MASK64) + i * _GOLDEN)
+        z = splitmix64(xp.uint64(int(key) & _MASK64) + i * GOLDEN)
     out.reshape(-1)[...] = (z >> np.uint64(40)).astype(xp.float32) * np.float32(2.0 ** -24)
 
 

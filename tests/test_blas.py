@@ -10,7 +10,7 @@ different orders, so equality is not expected.
 
 The cases CBLAS does not take must come back as None (nothing written), and ``blas.matmul``
 must then equal ``numpy.matmul``. The whole model on the Numba backend with MKL is compared with
-the NumPy backend by ``test_numba_kernels.py`` (run it with MKL installed and
+the NumPy backend by ``test_fast_backend_models.py`` (run it with MKL installed and
 OPENBLAS_NUM_THREADS=1 to put every product through MKL).
 """
 from __future__ import annotations

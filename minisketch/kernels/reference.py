@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from ..layers import hyper_lstm, layer_norm_lstm, linear, lstm
 from ..layers import mdn
-from .. import noise
+from .. import noise, optim
 
 # module -> names of its step functions in the kernel set
 _MODULES = [
@@ -23,6 +23,7 @@ _MODULES = [
     (hyper_lstm, ("hyper_modulate_forward", "hyper_modulate_backward")),
     (mdn, ("mdn_loss_and_grad", "mdn_loss")),
     (noise, ("hash_uniform",)),
+    (optim, ("clip_adam_update",)),
 ]
 
 
