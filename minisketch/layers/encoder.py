@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_xp
+from ..xp import get_xp
 
 
 def reverse_index(lengths, T):

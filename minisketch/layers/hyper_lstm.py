@@ -77,7 +77,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..backend import get_xp
+from ..xp import get_xp
 from .layer_norm_lstm import ln_lstm_init, ln_param_grads
 from .linear import glorot_uniform, orthogonal
 from .lstm import (check_active, input_projection, input_projection_backward,

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_xp
+from ..xp import get_xp
 from .linear import glorot_uniform, orthogonal
 from .lstm import (FORGET_BIAS, all_steps_backward, check_active, input_projection, pack_rows,
                    resolve_kernels, row_offsets, sigmoid)

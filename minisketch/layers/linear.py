@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_xp
+from ..xp import get_xp
 
 
 def matmul(a, b, out=None):

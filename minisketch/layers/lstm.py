@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_xp
+from ..xp import get_xp
 from .linear import glorot_uniform, orthogonal
 
 FORGET_BIAS = 1.0  # added to the forget-gate pre-activation at run time (SPEC section 3)

@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from ..backend import get_xp
+from ..xp import get_xp
 
 LOSS_EPS = 1e-6                      # the reference's epsilon inside the offset log
 LOG_LOSS_EPS = math.log(LOSS_EPS)
