@@ -72,10 +72,8 @@ def sketch_rnn_forward(params, x, lengths, noise, hp, kl_weight, kernels=None, h
         head.state0 = xp.zeros((B, dec_cell.state_size(hp.dec_rnn_size)), dtype=x.dtype)
     if wait_noise is not None:
         wait_noise()
-    jobs = [_rows_job(x, noise, head, r0, r1, split) for r0, r1 in blocks]
-    for job in jobs:
-        job.__dict__.update(params=params, hp=hp, cell=dec_cell, K=K, B=B, N=N,
-                            backward=backward)
+    common = dict(params=params, hp=hp, cell=dec_cell, K=K, B=B, N=N, backward=backward)
+    jobs = [_rows_job(x, noise, head, r0, r1, split, common) for r0, r1 in blocks]
     outs = run(_rows_forward, jobs)
     # the blocks' sums (one block: exactly the whole batch's numbers)
     offset_sum, pen_sum = outs[0]
@@ -112,10 +110,11 @@ def sketch_rnn_backward(cache) -> dict:
 # ---------------------------------------------------------------------------------------------
 # One row block: the decoder and the loss of rows r0:r1
 
-def _rows_job(x, noise, head, r0, r1, split):
+def _rows_job(x, noise, head, r0, r1, split, common):
     """The inputs of the decoder's rows r0:r1: x [N+1, B', 5], z and state0 [B', ...], the
     noise rows (views of the whole batch's arrays when the batch is split, made contiguous by
-    ``_contiguous`` in the block's own thread; the whole arrays otherwise)."""
+    ``_contiguous`` in the block's own thread; the whole arrays otherwise), and ``common``
+    (parameters, hp, the decoder cell, kernels, the whole batch's B and N, backward)."""
 
     def rows(a, axis):
         if a is None or not split:
@@ -125,7 +124,7 @@ def _rows_job(x, noise, head, r0, r1, split):
     return SimpleNamespace(
         x=rows(x, 1), z=rows(head.z, 0), state0=rows(head.state0, 0),
         keep_dec=rows(noise.keep_dec, 1), in_mask=rows(noise.in_mask, 1),
-        out_mask=rows(noise.out_mask, 1))
+        out_mask=rows(noise.out_mask, 1), **common)
 
 
 def _contiguous(job):
