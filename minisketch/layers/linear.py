@@ -48,7 +48,7 @@ def linear_backward(dy, cache):
     D, O = W.shape
     x2 = x.reshape(-1, D)
     dy2 = dy.reshape(-1, O)
-    # forward was: y = x @ W + b, so dx = dy @ W^T, dW = x^T @ dy (summed over all rows), db = sum dy
+    # forward was: y = x @ W + b, so dx = dy @ W^T, dW = x^T @ dy (summed over rows), db = sum dy
     dx = (dy2 @ W.T).reshape(x.shape)
     dW = x2.T @ dy2
     db = dy2.sum(axis=0) if has_bias else None

@@ -11,10 +11,10 @@ Math (SPEC section 3; gate blocks i, j, f, o; forget bias +1 added at run time, 
 (and so its gradient) passes through unchanged. The state is one array [B, 2H] = [c | h].
 Parameters: W_xh [D, 4H] Glorot-uniform, W_hh [H, 4H] four orthogonal blocks, b [4H] zeros.
 
-The step functions write into preallocated arrays, so that a kernel set (``layers/steps.py``)
-can replace them with compiled ones of the same signature; ``lstm_forward`` / ``lstm_backward``
-are one loop over time calling them (``kernels`` picks the set; None: the functions here).
-All steps' input projections are one product, and so is each weight gradient.
+The step functions write into preallocated arrays, so that a kernel set (``kernels/``) can
+replace them with compiled ones of the same signature; ``lstm_forward`` / ``lstm_backward`` are
+one loop over time calling them (``kernels`` picks the set; None: the functions here). All
+steps' input projections are one product, and so is each weight gradient.
 ``lstm_backward`` returns fresh gradient arrays. NumPy or CuPy arrays, unchanged. The same math
 skipping work (z projected once, only the real rows computed) is ``minisketch/fast/lstm.py``.
 """
