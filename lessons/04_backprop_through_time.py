@@ -49,6 +49,9 @@ def sigmoid(a):
 #
 # Everything that does not depend on the recurrence is hoisted out of the loop: the input
 # projections of all T steps are a single `[T*B, D] @ [D, 4H]` matmul.
+#
+# Open `minisketch/layers/lstm.py` beside this lesson: its `lstm_forward` is this same loop,
+# with the step's pointwise math in `lstm_cell_forward` (lesson 03).
 
 # %%
 T, B, D, H = 7, 3, 4, 5
@@ -108,6 +111,9 @@ assert np.allclose(state_T[1], st4[1], rtol=0, atol=1e-14), \
 # Weight gradients are sums over steps; with every `da_t` stored they are again one matmul:
 #
 #     dW_hh = sum_t h_{t-1}^T da_t = H_prev.reshape(T*B, H)^T @ dA.reshape(T*B, 4H)
+#
+# `lstm_backward` in `minisketch/layers/lstm.py` is the same reversed loop around
+# `lstm_cell_backward`, each line marked with the forward line it undoes.
 
 # %%
 def lstm_sequence_backward_by_hand(dhs, dstate_T, saved, x, W_xh, W_hh, keep, trace=None):

@@ -6,8 +6,9 @@ What you will build: sketch-rnn's encoder, two LSTMs over the sketch's rows, one
 mu and sigma. The subtle part is padding: in a batch, the backward direction must start at each
 sketch's *own* last row, not at the end of the padded array. You build the reverse index by
 hand, run both directions with the LSTM of lessons 03-04, write the backward pass (gather ->
-scatter), and compare with ``minisketch.layers.encoder``; then you prove that a sketch's
-encoding does not depend on what else is in its batch.
+scatter), and compare with ``minisketch.layers.encoder`` (the same two functions, about as
+long as yours); then you prove that a sketch's encoding does not depend on what else is in its
+batch.
 
 What you need: lessons 01 (batches) and 04 (the LSTM over a padded sequence).
 

@@ -5,9 +5,11 @@ latent z sets the decoder's initial state through ``tanh(z W + b)`` and is appen
 decoder input; the decoder reads the batch shifted by one row (teacher forcing) and its outputs
 go through the mixture loss; the total is ``L_R + w_step * max(L_KL, 0.2)``. You write the
 forward and the backward wiring by hand, compare loss and *every gradient tensor by name* with
-``minisketch.model.SketchRNN.loss_and_grad`` (the llm.c way), gradient-check the whole model in
-float64, count the parameters of the paper's model, and overfit one small batch as a sanity
-check that the gradient really lowers the loss.
+the library's two functions ``sketch_rnn_forward`` / ``sketch_rnn_backward``
+(``minisketch/layers/sketch_rnn.py``, about as long as yours) and with
+``SketchRNN.loss_and_grad``, which runs their fast twin (the llm.c way), gradient-check the whole
+model in float64, count the parameters of the paper's model, and overfit one small batch as a
+sanity check that the gradient really lowers the loss.
 
 What you need: lessons 04 (LSTM over a sequence), 05 (encoder), 06 (latent, KL), 07 (mixture).
 
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import minisketch as ms
 from minisketch import gradcheck, optim, shapes
 from minisketch.layers import cells, encoder, latent, linear, lstm, mdn
+from minisketch.layers.sketch_rnn import sketch_rnn_backward, sketch_rnn_forward
 
 FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
 OUT = ROOT / "lessons" / "out"
@@ -108,9 +111,18 @@ def forward_by_hand(batch, step):
 
 
 mine, cache = forward_by_hand(batch, step)
+# the library's forward: the same wiring in one function (open layers/sketch_rnn.py beside this)
+x_lib, lengths_lib = model.batch_inputs(batch)             # [N+1, B, 5] time-major, [B]
+noise = model.draw_noise(step, B, N_max)                     # eps from (seed, step); no dropout
+ref_losses, ref_cache = sketch_rnn_forward(model.params, x_lib, lengths_lib, noise, hp,
+                                           model.kl_weight(step))
+# the model's loss_and_grad runs the fast twin of those functions (z projected once, padding
+# skipped, row blocks in threads): the same numbers to float rounding
 losses, grads = model.loss_and_grad(batch, step)
 for k in mine:
-    print(f"{k:9s} hand {mine[k]:+.12f}  model {float(losses[k]):+.12f}")
+    print(f"{k:9s} hand {mine[k]:+.12f}  sketch_rnn_forward {float(ref_losses[k]):+.12f}  "
+          f"model {float(losses[k]):+.12f}")
+    assert abs(mine[k] - float(ref_losses[k])) < 1e-12, f"{k}: hand and library differ (> 1e-12)"
     assert abs(mine[k] - float(losses[k])) < 1e-12, f"{k}: hand and model differ (> 1e-12)"
 assert mine["kl"] > hp.kl_tolerance, "this example should have its KL above the floor"
 
@@ -147,11 +159,14 @@ def backward_by_hand(c):
 
 
 g_hand = backward_by_hand(cache)
-assert set(g_hand) == set(model.param_names), "hand gradients must cover every parameter"
-print(f"{'tensor':14s} {'shape':>10s}  max |hand - model|")
+g_ref = sketch_rnn_backward(ref_cache)
+assert set(g_hand) == set(g_ref) == set(model.param_names), "gradients of every parameter"
+print(f"{'tensor':14s} {'shape':>10s}  max |hand - sketch_rnn_backward|  max |hand - model|")
 for name in model.param_names:
+    e_ref = float(np.abs(g_hand[name] - g_ref[name]).max())
     e = float(np.abs(g_hand[name] - grads[name]).max())
-    print(f"{name:14s} {str(grads[name].shape):>10s}  {e:.1e}")
+    print(f"{name:14s} {str(grads[name].shape):>10s}  {e_ref:.1e}{'':25s}{e:.1e}")
+    assert e_ref < 1e-12, f"{name}: hand gradient differs from the library's by {e_ref:.1e}"
     assert e < 1e-12, f"{name}: hand gradient differs from the model's by {e:.1e} (> 1e-12)"
 
 # %% [markdown]

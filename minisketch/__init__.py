@@ -25,6 +25,7 @@ _EXPORTS = {
     "stroke3_to_polylines": "strokes", "polylines_to_stroke3": "strokes",
     "BatchIterator": "batching",
     "SketchRNN": "model",
+    "sketch_rnn_forward": "layers.sketch_rnn", "sketch_rnn_backward": "layers.sketch_rnn",
     "load_model": "checkpoint", "save_model": "checkpoint",
     "slerp": "sampling", "lerp": "sampling", "complete": "sampling",
     "to_svg": "render", "save_drawing": "render",

@@ -1,8 +1,9 @@
 """Backend choice: which array module and which kernel set a model runs on.
 
 A backend is chosen explicitly (``backend="numpy" | "numba" | "cupy"``), never through a global.
-``numpy`` runs the plain reference layer code; ``numba`` swaps in compiled CPU kernels with the
-same signatures; ``cupy`` runs the same array code on the GPU, with fused CUDA kernels.
+``numpy`` runs the reference step functions (``kernels/reference.py``); ``numba`` swaps in
+compiled CPU kernels with the same signatures; ``cupy`` runs the same array code on the GPU, with
+fused CUDA kernels. ``get_xp`` and ``to_numpy`` live in ``xp.py`` (re-exported here).
 """
 from __future__ import annotations
 
@@ -12,26 +13,15 @@ from types import ModuleType, SimpleNamespace
 import numpy as np
 
 from .errors import BackendError
+from .kernels import reference
+from .xp import get_xp, to_numpy
+
+__all__ = ["BACKENDS", "Backend", "get_backend", "get_xp", "require_cupy", "to_numpy"]
 
 BACKENDS = ("numpy", "numba", "cupy")
 
 CUPY_HELP = ('the cupy backend needs CuPy and a CUDA GPU: install it with '
              'pip install -e ".[cuda12]" (CUDA 12) or pip install -e ".[cuda13]" (CUDA 13)')
-
-
-def get_xp(a) -> ModuleType:
-    """The array module (numpy or cupy) that array ``a`` belongs to."""
-    if type(a).__module__.startswith("cupy"):
-        import cupy
-        return cupy
-    return np
-
-
-def to_numpy(a):
-    """A NumPy copy (or view) of a NumPy or CuPy array."""
-    if type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
 
 
 def require_cupy() -> ModuleType:
@@ -58,11 +48,12 @@ class Backend:
 
 
 def get_backend(name: str) -> Backend:
+    """The Backend called ``name`` (a Backend is returned as it is); BackendError for an unknown
+    name or a backend that cannot run here. Numba and CuPy are imported only when chosen."""
     if isinstance(name, Backend):
         return name
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    from .kernels import reference
     if name == "numpy":
         return Backend("numpy", np, reference.kernel_set())
     if name == "numba":

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import to_numpy
+from .xp import to_numpy
 from .errors import MinisketchError, ModelError
 from .fileio import atomic_open
 from .hparams import HParams

@@ -1,105 +1,50 @@
-"""SketchRNN: the whole model (SPEC section 2) wired from the reference layers.
+"""SketchRNN: the model's parameters, its training objective and its inference hooks.
 
-Conditional model (``hp.conditional``, the default):
-
-    encoder   h = [h_fw, h_bw] over each sketch's rows 1..L           layers/encoder.py
-    latent    mu, s = h W + b;  z = mu + exp(s/2) eps;  KL            layers/latent.py
-    init      state0 = tanh(z @ W_init + b_init)  (the cell's whole state vector)
-    decoder   inputs concat(S_{i-1}, z), i = 1..N_max; one cell step each
-    output    y_i = h_i @ W_out + b_out  [6M + 3]                        layers/mdn.py
-    loss      L_R + w_step * max(KL, kl_tolerance),
-              w_step = kl_weight - (kl_weight - kl_weight_start) * kl_decay_rate^step
-
-Decoder-only model (``hp.conditional = False``): no encoder and no z; decoder inputs S_{i-1}
-(5 values); zero initial state; loss = L_R (no KL term).
+The math is ``layers/sketch_rnn.py``'s two functions (encoder, latent, decoder, mixture loss,
+and back; SPEC section 2). ``loss_and_grad`` runs their fast twin, ``fast/sketch_rnn.py``
+(the same numbers to float rounding), in row blocks of ``threads`` threads on the CPU
+(``fast/threads.py``), on the backend's kernel set.
 
 Parameters live in one flat 1-D array ``model.flat`` (``model.params[name]`` are views into it,
 in ``model.param_names`` order); ``loss_and_grad`` overwrites one flat gradient array
-``model.flat_grad`` (``model.grads[name]`` views). Names: ``enc_fw/<key>``, ``enc_bw/<key>``,
-``mu/W``, ``mu/b``, ``sigma/W``, ``sigma/b``, ``dec_init/W``, ``dec_init/b``, ``dec/<key>``,
-``out/W``, ``out/b`` (``<key>`` the cell's parameter names, e.g. ``W_xh``, ``W_hh``, ``b``).
+``model.flat_grad`` (``model.grads[name]`` views), so clip + Adam is one pass over two vectors.
+Names: ``enc_fw/<key>``, ``enc_bw/<key>``, ``mu/W``, ``mu/b``, ``sigma/W``, ``sigma/b``,
+``dec_init/W``, ``dec_init/b``, ``dec/<key>``, ``out/W``, ``out/b`` (``<key>``: the cell's
+parameter names, e.g. ``W_xh``, ``W_hh``, ``b``).
 
-Randomness: ``loss_and_grad(batch, step)`` and ``evaluate`` draw everything from a generator
-seeded by ``(seed, step)``, in a fixed order. With ``noise="host"`` (the default on NumPy) that
-is ``np.random.default_rng([seed, step])`` on the host, uploaded once; with ``noise="device"``
-(the default on Numba and CuPy) it is the counter-based generator of ``noise.py``, whose uniforms
-are computed in place by the backend's kernels: on a GPU the masks never cross the bus (tens of
-millions of uniforms per reference step), and Numba's compiled hash draws them about three times
-faster than NumPy's PCG64 (its step spent ~0.1 s of CPU a step on noise before). Both are
-deterministic for a seed and step. The two are different streams; the device stream is
-bit-identical on every backend (its dropout masks exactly, eps to rounding), so Numba and CuPy
-runs draw the same masks, and ``noise="device"`` on NumPy reproduces them. The order:
-eps [B, N_z] (conditional models, always), and when training: recurrent-dropout masks of the
-encoder's forward and backward cells [N, B, H_e] (conditional), of the decoder cell [N, B, H_d],
-the input-dropout mask [N, B, 5 (+ N_z)] and the output-dropout mask [N, B, H_d] (each only when
-its ``use_*`` switch is on). Masks are 0 or 1/keep, with keep-or-drop decided by float32 uniforms,
-so a float32 and a float64 model see the same masks.
-
-Threads: on the CPU backends one step runs in ``threads`` Python threads (by default one per
-core) with BLAS on one thread each; the Numba kernels, NumPy's loops and BLAS release the GIL.
-The encoder runs on the whole batch with its two directions in two threads (they are independent
-until their final states are joined), then the latent layer and the KL on the whole batch; the
-decoder and the loss are split into row blocks, each run through its forward and backward in its
-own thread (every row is independent until the losses and gradients are summed); the backward
-joins the blocks' dz and runs the latent layer and the two encoder directions the same way. The
-directions keep the encoder's per-step products at the whole batch's 100 rows instead of two
-50-row halves (small products run well below BLAS's speed). The noise is drawn for the whole
-batch and sliced, so a split step has the same masks and eps as an unsplit one; its losses and
-gradients are sums of the blocks', equal to the unsplit step's to float rounding. The split is
-fixed by ``threads`` and the batch size, so a run is deterministic on a given machine;
-``threads=1`` (or ``MINISKETCH_THREADS=1``) gives exactly the unsplit numbers.
+Randomness: a step's eps and dropout masks come from a generator seeded by (seed, step)
+(``draw_noise``): host NumPy (``noise="host"``, the numpy backend's default) or the counter-based
+generator of ``noise.py`` computed by the backend's kernels where the arrays live
+(``noise="device"``, the default on Numba and CuPy). Both are deterministic for a seed and step.
 """
 from __future__ import annotations
 
 import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import numpy as np
 
-from .backend import get_backend, to_numpy
+from . import sampling
+from .backend import get_backend
 from .errors import DataError, ModelError
+from .fast import sketch_rnn as fast_sketch_rnn
+from .fast.cells import fast_cell
+from .fast.encoder import encoder_forward
+from .fast.threads import MIN_ROWS_PER_THREAD, StepThreads, default_threads
 from .hparams import HParams
 from .layers.cells import cell_options, get_cell
-from .layers.encoder import encoder_backward, encoder_forward
-from .layers.latent import (INIT_STD, kl_backward, kl_floor_backward, kl_floor_forward,
-                            kl_forward, latent_backward, latent_forward, latent_init)
+from .layers.latent import INIT_STD, latent_forward, latent_init
 from .layers.linear import glorot_uniform
 from .layers.mdn import mdn_params
 from .noise import HashNoise
 from .optim import kl_weight
+from .strokes import make_batch
+from .xp import to_numpy
+
+__all__ = ["SketchRNN", "DTYPES", "MIN_ROWS_PER_THREAD", "default_threads"]
 
 DTYPES = ("float32", "float64")
 ENCODE_CHUNK = 256      # sketches encoded per pass in ``encode``
-MIN_ROWS_PER_THREAD = 16   # automatic threads: no row block smaller than this
-
-
-def default_threads(backend_name: str) -> int:
-    """Row blocks per step when ``threads`` is not given: ``MINISKETCH_THREADS`` if set; else, on
-    the CPU backends, the cores this process may use when NumPy's BLAS runs on one thread (as
-    ``python -m minisketch.train`` sets it), and 1 when BLAS has threads of its own (then the
-    products are already parallel, and switching BLAS to one thread for every split step was
-    measured slower: 5.7 s against 2.8 s per paper-size step on 2 cores) or cannot be queried;
-    1 on the GPU."""
-    if backend_name == "cupy":
-        return 1
-    env = os.environ.get("MINISKETCH_THREADS", "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ModelError(f"MINISKETCH_THREADS must be a positive integer, got {env!r}")
-        return n
-    from .cpu import get_blas_threads
-    if get_blas_threads() != 1:
-        return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:                       # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class SketchRNN:
@@ -109,10 +54,10 @@ class SketchRNN:
     "float64". seed: non-negative int, seeds the initialization and (with the step) all noise.
     scale_factor: the training data's normalizing factor (data units per model unit).
     noise: "host" | "device" | None: which generator draws the per-step noise (None: "host" on
-    the numpy backend, "device" on numba and cupy; see the module docstring).
-    threads: row blocks a step is split into, each run in its own thread (see "Threads" in the
-    module docstring); None: ``default_threads`` (the CPU cores; 1 on the GPU), with blocks of at
-    least ``MIN_ROWS_PER_THREAD`` rows; an int: exactly that many blocks (at most B).
+    the numpy backend, "device" on numba and cupy; see ``draw_noise``).
+    threads: row blocks a step is split into, each run in its own thread (``fast/threads.py``);
+    None: ``default_threads`` (the CPU cores; 1 on the GPU), with blocks of at least
+    ``MIN_ROWS_PER_THREAD`` rows; an int: exactly that many blocks (at most B).
     """
 
     def __init__(self, hp: HParams, backend="numpy", dtype="float32", seed: int = 0,
@@ -142,16 +87,13 @@ class SketchRNN:
         if noise not in ("host", "device"):
             raise ModelError(f"noise must be 'host' or 'device', got {noise!r}")
         self.noise = noise
-        self._auto_threads = threads is None
+        auto = threads is None
         if threads is None:
             threads = default_threads(self.backend.name)
         if isinstance(threads, bool) or int(threads) != threads or int(threads) < 1:
             raise ModelError(f"threads must be a positive integer, got {threads!r}")
         self.threads = int(threads)
-        self._pool = None                 # worker threads, started on the first split step
-        self._noise_pool = None           # one more thread for the decoder's noise
-        self._pool_size = 0
-        self._extra_flat_grads = []       # gradient buffers of row blocks 2, 3, ...
+        self._threads = StepThreads(self.threads, auto)
         self._noise_bufs = {}             # host dropout-mask buffers (see ``_noise_buffers``)
 
         self.dec_cell = get_cell(hp.dec_model, **cell_options(hp.dec_model, hp))
@@ -276,6 +218,25 @@ class SketchRNN:
         """Losses of one batch, forward only, dropout off (same dict as ``loss_and_grad``)."""
         return self._run(batch, step, training=False, backward=False)
 
+    def batch_inputs(self, batch):
+        """(x, lengths) of a batch as the model's functions read them: x [N+1, B, 5] time-major
+        in the model dtype and lengths [B] int64, both on the model's device."""
+        strokes, lengths = self._check_batch(batch)
+        x = self.xp.asarray(np.ascontiguousarray(strokes.transpose(1, 0, 2), dtype=self.dtype))
+        return x, self.xp.asarray(lengths)
+
+    def draw_noise(self, step: int, B: int, N: int, training: bool = True) -> SimpleNamespace:
+        """The noise of step ``step`` for a batch of B sketches padded to N rows, as
+        ``loss_and_grad`` draws it (``layers/sketch_rnn.py`` lists the fields): from the
+        generator seeded by (seed, step), in this order: eps [B, N_z] (conditional models, also
+        when not training), then when training the recurrent-dropout masks of the encoder's
+        forward and backward cells [N, B, H_e] (conditional), of the decoder cell [N, B, H_d],
+        the input-dropout mask [N, B, 5 (+ N_z)] and the output-dropout mask [N, B, H_d], each
+        only when its ``use_*`` switch is on. Masks are 0 or 1/keep, decided by float32
+        uniforms, so a float32 and a float64 model see the same masks. The device stream is
+        bit-identical on every backend (its masks exactly, eps to rounding)."""
+        return self._draw_noise(self._noise_rng(step), int(B), int(N), training)
+
     def _check_batch(self, batch):
         try:
             strokes, lengths = batch.strokes, batch.lengths
@@ -366,250 +327,32 @@ class SketchRNN:
         return bufs
 
     def _row_parts(self, B: int) -> list:
-        """The row blocks [(r0, r1), ...] one step is split into (see "Threads" in the module
-        docstring): ``threads`` blocks of near-equal size, fewer when the batch is small."""
-        n = self.threads
-        if self._auto_threads:
-            n = min(n, B // MIN_ROWS_PER_THREAD)
-        n = max(1, min(n, B))
-        edges = [B * k // n for k in range(n + 1)]
-        return list(zip(edges[:-1], edges[1:]))
-
-    def _map(self, fn, jobs):
-        """fn(job) for every job: in this thread when there is one, else one worker thread per
-        job (BLAS on one thread inside, restored after). Results in job order."""
-        if len(jobs) == 1:
-            return [fn(jobs[0])]
-        from .cpu import blas_threads
-        if self._pool is None or self._pool_size < len(jobs):
-            if self._pool is not None:
-                self._pool.shutdown()
-            self._pool_size = len(jobs)
-            self._pool = ThreadPoolExecutor(max_workers=len(jobs),
-                                            thread_name_prefix="minisketch")
-        with blas_threads(1):
-            futures = [self._pool.submit(fn, job) for job in jobs]
-            return [f.result() for f in futures]
-
-    def _noise_worker(self) -> ThreadPoolExecutor:
-        """One thread for drawing noise beside the step's workers (started on first use)."""
-        if self._noise_pool is None:
-            self._noise_pool = ThreadPoolExecutor(max_workers=1,
-                                                  thread_name_prefix="minisketch-noise")
-        return self._noise_pool
+        """The row blocks [(r0, r1), ...] a step of B rows is split into."""
+        return self._threads.blocks(B)
 
     def _run(self, batch, step, training, backward):
-        hp, xp, dt = self.hp, self.xp, self.dtype
+        xp = self.xp
         strokes, lengths = self._check_batch(batch)
         B, N = strokes.shape[0], strokes.shape[1] - 1
         rng = self._noise_rng(step)
         noise = self._draw_head_noise(rng, B, N, training)
-        parts = self._row_parts(B)
-        if len(parts) > 1 and xp is np:
+        wait_noise = None
+        if len(self._threads.blocks(B)) > 1 and xp is np:
             # the decoder's masks continue rng's stream in a thread of their own while the
             # encoder runs (the same numbers as drawn here; the draw is serial work otherwise)
-            rows_noise = self._noise_worker().submit(self._draw_rows_noise, rng, B, N, training,
-                                                     noise)
+            wait_noise = self._threads.beside(self._draw_rows_noise, rng, B, N, training, noise)
         else:
             self._draw_rows_noise(rng, B, N, training, noise)
-            rows_noise = None
         # the host batch, time-major [N+1, B, 5], uploaded once
-        x = xp.asarray(np.ascontiguousarray(strokes.transpose(1, 0, 2), dtype=dt))
-        w_step = self.kl_weight(step)
-        head = self._forward_head(x, lengths, noise, B, len(parts) > 1)
-        if rows_noise is not None:
-            rows_noise.result()
-        jobs = [self._rows_job(x, noise, head, r0, r1, B, N, backward, len(parts) > 1)
-                for r0, r1 in parts]
-        fwd = self._map(self._forward_rows, jobs)
-        # the parts' sums (one part: exactly the whole batch's numbers)
-        offset_sum, pen_sum = fwd[0].offset_sum, fwd[0].pen_sum
-        for f in fwd[1:]:
-            offset_sum = offset_sum + f.offset_sum
-            pen_sum = pen_sum + f.pen_sum
-        scale = 1.0 / (B * N)
-        offset = offset_sum * scale
-        pen = pen_sum * scale
-        recon = offset + pen
-        kl = head.kl
-        if hp.conditional:
-            kl_term, floor_cache = kl_floor_forward(kl, w_step, hp.kl_tolerance)
-        else:
-            kl_term = kl
-        losses = {name: xp.asarray(v, dtype=dt) for name, v in (
-            ("loss", recon + kl_term), ("recon", recon), ("offset", offset), ("pen", pen),
-            ("kl", kl), ("kl_weight", w_step))}
-        if not backward:
-            return losses
-        for job, f, grads in zip(jobs, fwd, self._part_grads(len(parts))):
-            job.cache, job.grads = f.cache, grads
-        self._map(self._backward_rows, jobs)
-        for flat in self._extra_flat_grads[:len(parts) - 1]:
-            self._flat_grad += flat
-        if hp.conditional:
-            # forward was: loss += w_step * max(KL, kl_tolerance)
-            dkl = kl_floor_backward(1.0, floor_cache)
-            dz = jobs[0].dz if len(jobs) == 1 else xp.concatenate([j.dz for j in jobs], axis=0)
-            # written after the blocks' sum, so it overwrites whatever the extra buffers held
-            self._backward_head(dz, dkl, head, len(parts) > 1)
+        x = xp.asarray(np.ascontiguousarray(strokes.transpose(1, 0, 2), dtype=self.dtype))
+        losses, cache = fast_sketch_rnn.sketch_rnn_forward(
+            self.params, x, xp.asarray(lengths), noise, self.hp, self.kl_weight(step),
+            self.kernels, host_lengths=lengths, threads=self._threads, wait_noise=wait_noise,
+            backward=backward)
+        if backward:
+            for name, g in fast_sketch_rnn.sketch_rnn_backward(cache).items():
+                self.grads[name][...] = g
         return losses
-
-    def _directions(self, split: bool):
-        """How the encoder runs its two directions: in two threads when the step is split."""
-        if not split:
-            return None
-        return lambda thunks: self._map(lambda f: f(), thunks)
-
-    def _forward_head(self, x, lengths, noise, B: int, split: bool):
-        """The whole batch's encoder, latent sample, KL and decoder initial state (the part of a
-        step before the decoder). Returns a namespace with z, state0, kl and the caches."""
-        hp, xp, dt, K, P = self.hp, self.xp, self.dtype, self.backend.kernels, self.params
-        head = SimpleNamespace()
-        if not hp.conditional:
-            head.kl = xp.zeros((), dtype=dt)
-            head.z = None
-            head.state0 = xp.zeros((B, self.dec_state_size), dtype=dt)
-            return head
-        h_enc, head.enc = encoder_forward(x[1:], xp.asarray(lengths), self._p_enc_fw,
-                                          self._p_enc_bw, self.enc_cell, hp.enc_rnn_size,
-                                          noise.keep_enc_fw, noise.keep_enc_bw, K,
-                                          host_lengths=lengths,
-                                          parallel=self._directions(split))
-        mu, s, head.z, head.lat = latent_forward(h_enc, self._p_lat, noise.eps)
-        head.kl, head.kl_cache = kl_forward(mu, s)
-        head.state0 = xp.tanh(head.z @ P["dec_init/W"] + P["dec_init/b"])
-        return head
-
-    def _backward_head(self, dz, dkl, head, split: bool):
-        """Backward of ``_forward_head`` given dz [B, N_z] from the decoder blocks: writes the
-        latent layer's and the encoder's gradients into ``self.grads``."""
-        G = self.grads
-        dmu_kl, ds_kl = kl_backward(dkl, head.kl_cache)
-        dh_enc, g_lat = latent_backward(dz, dmu_kl, ds_kl, head.lat)
-        for k, g in g_lat.items():
-            G[k][...] = g
-        _, g_fw, g_bw = encoder_backward(dh_enc, head.enc, need_dx=False,
-                                         parallel=self._directions(split))
-        for k, g in g_fw.items():
-            G["enc_fw/" + k][...] = g
-        for k, g in g_bw.items():
-            G["enc_bw/" + k][...] = g
-
-    def _part_grads(self, n: int) -> list:
-        """Gradient dicts for n row blocks: ``self.grads`` first, then views of extra flat
-        buffers (added into ``flat_grad`` after the backward)."""
-        while len(self._extra_flat_grads) < n - 1:
-            self._extra_flat_grads.append(self.xp.zeros_like(self._flat))
-        out = [self.grads]
-        for flat in self._extra_flat_grads[:n - 1]:
-            views, offset = {}, 0
-            for name in self.param_names:
-                a = self.params[name]
-                views[name] = flat[offset:offset + a.size].reshape(a.shape)
-                offset += a.size
-            out.append(views)
-        return out
-
-    def _rows_job(self, x, noise, head, r0, r1, B, N, backward, split):
-        """The inputs of the decoder's rows r0:r1: x [N+1, B', 5], z and state0 [B', ...], the
-        noise rows (views of the whole batch's arrays when the batch is split, made contiguous
-        by ``_job_rows`` in the block's own thread; the whole arrays otherwise)."""
-
-        def rows(a, axis):
-            if a is None or not split:
-                return a
-            return a[r0:r1] if axis == 0 else a[:, r0:r1]
-
-        return SimpleNamespace(
-            x=rows(x, 1), B=B, N=N, backward=backward, z=rows(head.z, 0),
-            state0=rows(head.state0, 0), keep_dec=rows(noise.keep_dec, 1),
-            in_mask=rows(noise.in_mask, 1), out_mask=rows(noise.out_mask, 1))
-
-    def _job_rows(self, job):
-        """Copy a job's row views to contiguous arrays (the compiled kernels vectorize only over
-        contiguous rows), in the thread that runs the job: the masks' copies are 25 MB each at
-        the reference size, serial work when the main thread made them."""
-        xp = self.xp
-        for name in ("x", "z", "state0", "keep_dec", "in_mask", "out_mask"):
-            a = getattr(job, name)
-            if a is not None:
-                setattr(job, name, xp.ascontiguousarray(a))
-
-    def _forward_rows(self, job):
-        """Decoder and loss of one row block. Returns its offset and pen loss sums (scaled by
-        the whole batch's 1 / (B N) only later) and the cache."""
-        hp, xp, K = self.hp, self.xp, self.backend.kernels
-        P = self.params
-        self._job_rows(job)
-        x, N = job.x, job.N
-        Bp = x.shape[1]
-        Hd, Nz = hp.dec_rnn_size, hp.z_size
-        c = SimpleNamespace(z=job.z, state0=job.state0)
-        # decoder inputs [S_{i-1}, z]: z is the same at every step, so the cell projects it once
-        # (x_const) instead of repeating it N times, unless input dropout masks it per step
-        c.z_const = hp.conditional and job.in_mask is None
-        if c.z_const:
-            dec_in, x_const = x[:-1], c.z
-        else:
-            dec_in, x_const = x[:-1], None
-            if hp.conditional:
-                dec_in = xp.concatenate([dec_in, xp.broadcast_to(c.z[None], (N, Bp, Nz))],
-                                        axis=2)
-            if job.in_mask is not None:
-                dec_in = dec_in * job.in_mask
-        hs, _, c.dec = self.dec_cell.forward(dec_in, c.state0, self._p_dec,
-                                             keep=job.keep_dec, mask=None, kernels=K,
-                                             x_const=x_const)
-        hs2 = hs.reshape(N * Bp, Hd)
-        if job.out_mask is not None:
-            hs2 = hs2 * job.out_mask.reshape(N * Bp, Hd)
-        c.hs2 = hs2
-        y = K.matmul(hs2, P["out/W"])                                   # [N*B', 6M+3]
-        y += P["out/b"]
-        target = x[1:].reshape(N * Bp, 5)                                # rows 1..N_max
-        if job.backward:
-            offset_sum, pen_sum, c.dy = K.mdn_loss_and_grad(y, target, 1.0 / (job.B * N))
-        else:
-            offset_sum, pen_sum = K.mdn_loss(y, target)
-        return SimpleNamespace(offset_sum=offset_sum, pen_sum=pen_sum, cache=c)
-
-    def _backward_rows(self, job):
-        """Backward of one row block's decoder and loss: overwrites the decoder's gradient views
-        in ``job.grads`` and sets ``job.dz`` (the block's gradient w.r.t. z; conditional)."""
-        hp, P, G = self.hp, self.params, job.grads
-        c, N = job.cache, job.N
-        Bp = job.x.shape[1]
-        Hd = hp.dec_rnn_size
-        # forward was: y = hs2 @ W_out + b_out
-        K = self.backend.kernels
-        G["out/W"][...] = K.matmul(c.hs2.T, c.dy)
-        G["out/b"][...] = c.dy.sum(axis=0)
-        dhs2 = K.matmul(c.dy, P["out/W"].T)
-        if job.out_mask is not None:
-            dhs2 *= job.out_mask.reshape(N * Bp, Hd)
-        # the gradient w.r.t. the decoder's per-step input is needed only for its z part when z
-        # goes in at every step (input dropout); the strokes are data
-        need_dx = hp.conditional and not c.z_const
-        ddec_in, dstate0, g_dec = self.dec_cell.backward(dhs2.reshape(N, Bp, Hd), None, c.dec,
-                                                         need_dx=need_dx)
-        for k, g in g_dec.items():
-            G["dec/" + k][...] = g
-        if not hp.conditional:
-            return
-        if c.z_const:
-            # forward was: the cell's input [S_{i-1}, z] with z given once (x_const)
-            dz = ddec_in[1]
-        else:
-            if job.in_mask is not None:
-                ddec_in = ddec_in * job.in_mask
-            # forward was: dec_in = [S_{i-1}, z] for every step
-            dz = ddec_in[:, :, 5:].sum(axis=0)
-        # forward was: state0 = tanh(z @ W_init + b_init)
-        dpre = dstate0 * (1.0 - c.state0 * c.state0)
-        G["dec_init/W"][...] = c.z.T @ dpre
-        G["dec_init/b"][...] = dpre.sum(axis=0)
-        dz += dpre @ P["dec_init/W"].T
-        job.dz = dz
 
     # ------------------------------------------------------------------ inference hooks
 
@@ -636,7 +379,6 @@ class SketchRNN:
         """Encode stroke-3 sketches (data units). Returns NumPy float64 (mu, sigma) [n, N_z],
         sigma = exp(s / 2). Deterministic (no noise, no dropout)."""
         self._require_conditional("encode")
-        from .strokes import make_batch
         sketches = [np.asarray(to_numpy(s)) for s in sketches]
         for i, s in enumerate(sketches):
             if s.ndim != 2 or s.shape[1] != 3 or len(s) < 1:
@@ -651,8 +393,8 @@ class SketchRNN:
             x = xp.asarray(np.ascontiguousarray(batch.strokes[:, 1:].transpose(1, 0, 2),
                                                 dtype=dt))
             h, _ = encoder_forward(x, xp.asarray(batch.lengths), self._p_enc_fw, self._p_enc_bw,
-                                   self.enc_cell, hp.enc_rnn_size, kernels=self.kernels,
-                                   host_lengths=batch.lengths)
+                                   fast_cell(self.enc_cell), hp.enc_rnn_size,
+                                   kernels=self.kernels, host_lengths=batch.lengths)
             mu, s, _, _ = latent_forward(h, self._p_lat, xp.zeros((len(chunk), hp.z_size), dt))
             mus.append(to_numpy(mu).astype(np.float64))
             sigmas.append(np.exp(0.5 * to_numpy(s).astype(np.float64)))
@@ -713,15 +455,13 @@ class SketchRNN:
 
     def sample(self, n: int = 1, temperature: float = 1.0, z=None, seed: int = 0, **kw):
         """Sample sketches (list of stroke-3 in data units); see ``minisketch.sampling.sample``."""
-        from .sampling import sample
-        return sample(self, n=n, temperature=temperature, z=z, seed=seed, **kw)
+        return sampling.sample(self, n=n, temperature=temperature, z=z, seed=seed, **kw)
 
     def complete(self, prefix_sketch, n: int = 4, temperature: float = 0.8, seed: int = 0,
                  **kw):
         """Finish an incomplete stroke-3 sketch (data units) n ways: a list of stroke-3 that each
         begin with the prefix; see ``minisketch.sampling.complete``."""
-        from .sampling import complete
-        return complete(self, prefix_sketch, n=n, temperature=temperature, seed=seed, **kw)
+        return sampling.complete(self, prefix_sketch, n=n, temperature=temperature, seed=seed, **kw)
 
     def __repr__(self) -> str:
         hp = self.hp

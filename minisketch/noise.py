@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import get_xp
+from .xp import get_xp
 
 # SplitMix64's increment (the golden ratio in 64 bits) and its finalizer's two multipliers,
 # which the compiled kernels import (kernels/noise.py)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .backend import get_xp, to_numpy
+from .xp import get_xp, to_numpy
 from .errors import ModelError
 
 

@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from .backend import to_numpy
+from .xp import to_numpy
 from .errors import DataError, MinisketchError, ModelError
 
 RNG_CHUNK = 64        # steps of random numbers drawn (and uploaded) at once

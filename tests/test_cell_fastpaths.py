@@ -1,9 +1,9 @@
-"""The two work-saving options of the LSTM and layer-norm LSTM sequence functions, ``x_const`` (an
-input repeated at every step, projected once) and ``active`` (per-step count of leading real
-rows, only those computed), against the plain formulation they replace.
+"""The fast LSTM and layer-norm LSTM (``minisketch/fast/``) against the reference layers: the two
+work-saving options ``x_const`` (an input repeated at every step, projected once) and ``active``
+(per-step count of leading real rows, only those computed), and the calls without them.
 
-Equalities (float64): every output and gradient of the optimized call equals the plain call's
-(concatenated input; ``mask[t, b] = b < active[t]``) to float rounding: |got - ref| <=
+Equalities (float64): every output and gradient of the fast call equals the reference call's
+(``layers/``, concatenated input, ``mask[t, b] = b < active[t]``) to float rounding: |got - ref| <=
 1e-12 (|ref| + max|ref|) per tensor, the metric of tests/test_numba_kernels.py with its float64
 tolerance tightened to 1e-12 (the two calls differ only in summation order: a split matmul, a
 matmul over fewer rows, dA summed over time before the matmul). The Numba kernel set with both
@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from minisketch.fast.cells import fast_cell
 from minisketch.gradcheck import check_gradients
 from minisketch.kernels import numba_cpu, reference
 from minisketch.layers.cells import get_cell
@@ -51,8 +52,10 @@ def warm_numba():
 
 def _case(name, seed, T, B, Dx, Dc, H, keep_prob=None, perturb=0.3):
     """Random float64 params (init perturbed away from its special values), x [T, B, Dx],
-    x_const [B, Dc], state0, keep, and the readout weights R [T, B, H], Rs [B, 2H]."""
-    cell = get_cell(name)
+    x_const [B, Dc], state0, keep, and the readout weights R [T, B, H], Rs [B, 2H]; the fast
+    cell and the reference cell."""
+    ref = get_cell(name)
+    cell = fast_cell(ref)
     rng = np.random.default_rng(seed)
     p = cell.init(rng, Dx + Dc, H, np.float64)
     for k in p:
@@ -60,7 +63,7 @@ def _case(name, seed, T, B, Dx, Dc, H, keep_prob=None, perturb=0.3):
     S = cell.state_size(H)
     keep = None if keep_prob is None else (rng.random((T, B, H)) < keep_prob) / keep_prob
     return SimpleNamespace(
-        cell=cell, p=p, x=rng.standard_normal((T, B, Dx)),
+        cell=cell, ref=ref, p=p, x=rng.standard_normal((T, B, Dx)),
         x_const=rng.standard_normal((B, Dc)), state0=0.5 * rng.standard_normal((B, S)),
         keep=keep, R=rng.standard_normal((T, B, H)), Rs=rng.standard_normal((B, S)))
 
@@ -117,8 +120,8 @@ def assert_close(label, got, ref, tol, ref64=None):
 
 
 def _run(c, *, x_const_mode, masking, active=None, kernels=None, dtype=np.float64,
-         dhs=True, dstate=True):
-    """Forward + backward of case ``c``.
+         dhs=True, dstate=True, ref=False):
+    """Forward + backward of case ``c``: the fast cell, or with ref=True the reference cell.
 
     x_const_mode: "const" (x and x_const separately) or "concat" (the concatenated input).
     masking: None, "mask" (mask built from ``active``) or "active".
@@ -133,14 +136,15 @@ def _run(c, *, x_const_mode, masking, active=None, kernels=None, dtype=np.float6
         kw["mask"] = cast(_mask(active, c.x.shape[1]))
     elif masking == "active":
         kw["active"] = active
+    cell = c.ref if ref else c.cell
     if x_const_mode == "const":
-        hs, sT, cache = c.cell.forward(cast(c.x), cast(c.state0), p, x_const=cast(c.x_const),
-                                       **kw)
+        hs, sT, cache = cell.forward(cast(c.x), cast(c.state0), p, x_const=cast(c.x_const),
+                                     **kw)
     else:
-        hs, sT, cache = c.cell.forward(cast(_concat(c.x, c.x_const)), cast(c.state0), p, **kw)
+        hs, sT, cache = cell.forward(cast(_concat(c.x, c.x_const)), cast(c.state0), p, **kw)
     hs, sT = hs.copy(), sT.copy()
-    dx, ds0, grads = c.cell.backward(cast(c.R) if dhs else None,
-                                     cast(c.Rs) if dstate else None, cache)
+    dx, ds0, grads = cell.backward(cast(c.R) if dhs else None,
+                                   cast(c.Rs) if dstate else None, cache)
     if x_const_mode == "const":
         assert isinstance(dx, tuple) and len(dx) == 2
         dx_seq, dx_const = dx
@@ -206,8 +210,22 @@ def test_x_const_equals_concatenated_input(name, keep_prob, masking):
     c = _case(name, 101, T, B, Dx, Dc, H, keep_prob=keep_prob)
     active = [5, 5, 4, 2, 2, 0]
     got = _run(c, x_const_mode="const", masking=masking, active=active)
-    ref = _run(c, x_const_mode="concat", masking=masking, active=active)
+    ref = _run(c, x_const_mode="concat", masking=masking and "mask", active=active, ref=True)
     _compare(f"{name} x_const", got, ref, EQ_TOL)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("keep_prob", [None, 0.7])
+@pytest.mark.parametrize("masking", [None, "mask"])
+def test_fast_without_options_equals_reference(name, keep_prob, masking):
+    c = _case(name, 303, 6, 5, 3, 4, 5, keep_prob=keep_prob)
+    active = [5, 4, 4, 2, 1, 0]
+    for dhs, dstate in ((True, True), (True, False), (False, True)):
+        got = _run(c, x_const_mode="concat", masking=masking, active=active, dhs=dhs,
+                   dstate=dstate)
+        ref = _run(c, x_const_mode="concat", masking=masking, active=active, dhs=dhs,
+                   dstate=dstate, ref=True)
+        _compare(f"{name} fast vs reference dhs={dhs} dstate={dstate}", got, ref, EQ_TOL)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -223,7 +241,7 @@ def test_x_const_equals_concatenated_input_hypothesis(name):
         # both options together against neither: concatenated input with the mask
         got = _run(c, x_const_mode="const", masking=masking, active=active)
         ref = _run(c, x_const_mode="concat", masking=None if masking is None else "mask",
-                   active=active)
+                   active=active, ref=True)
         _compare(f"{name} x_const", got, ref, EQ_TOL)
     check()
 
@@ -241,7 +259,7 @@ def test_active_equals_mask(name, keep_prob, active):
         got = _run(c, x_const_mode="concat", masking="active", active=active, dhs=dhs,
                    dstate=dstate)
         ref = _run(c, x_const_mode="concat", masking="mask", active=active, dhs=dhs,
-                   dstate=dstate)
+                   dstate=dstate, ref=True)
         _compare(f"{name} active {active} dhs={dhs} dstate={dstate}", got, ref, EQ_TOL)
 
 
@@ -254,9 +272,9 @@ def test_active_equals_mask_hypothesis(name):
         c = _case(name, seed, T, B, 2, 3, H, keep_prob=0.75 if keep else None)
         active = _active_from_draw(data.draw(st.lists(st.integers(0, B), min_size=T,
                                                       max_size=T)))
-        mode = "const" if use_const else "concat"
-        got = _run(c, x_const_mode=mode, masking="active", active=active)
-        ref = _run(c, x_const_mode=mode, masking="mask", active=active)
+        got = _run(c, x_const_mode="const" if use_const else "concat", masking="active",
+                   active=active)
+        ref = _run(c, x_const_mode="concat", masking="mask", active=active, ref=True)
         _compare(f"{name} active {active}", got, ref, EQ_TOL)
     check()
 

@@ -23,6 +23,7 @@ from fast_backends import (GPU, REPORT, TOL, Check, bitwise_failure, elementwise
 import minisketch as ms
 from minisketch.hparams import HParams
 from minisketch.kernels import jit, reference
+from minisketch.fast import hyper_lstm as fast_hyper_lstm
 from minisketch.layers import hyper_lstm, layer_norm_lstm, lstm
 from minisketch.model import SketchRNN
 from minisketch.strokes import make_batch
@@ -119,8 +120,8 @@ def test_cell_sequence(fast, dt, cell, T, B, D, H):
 
 @pytest.mark.parametrize("fast,dt", SEQ_SWEEP, indirect=["fast"])
 def test_hyper_backward_per_step_sums(fast, dt):
-    """per_step=True (the host's default: parameter sums a step at a time into reused buffers)
-    with the fast kernels gives the reference's numbers; it also runs on CuPy, whose einsum has
+    """The fast path's per_step=True (parameter sums a step at a time into reused buffers) with
+    the fast kernels gives the plain reference's numbers; it also runs on CuPy, whose einsum has
     no out=."""
     opts = CELL_MODULES["hyper"][2]
     T, B, D, H = 9, 6, 7, 33
@@ -133,11 +134,12 @@ def test_hyper_backward_per_step_sums(fast, dt):
     state0 = (0.5 * rng.standard_normal((B, S))).astype(dt)
     dhs = rng.standard_normal((T, B, H)).astype(dt)
     _, _, cache_w = hyper_lstm.hyper_lstm_forward(x, state0, p, kernels=REF)
-    _, _, g_w = hyper_lstm.hyper_lstm_backward(dhs, None, cache_w, per_step=True)
+    _, _, g_w = hyper_lstm.hyper_lstm_backward(dhs, None, cache_w)
     pd = {k: fast.to_device(v) for k, v in p.items()}
-    _, _, cache_g = hyper_lstm.hyper_lstm_forward(fast.to_device(x), fast.to_device(state0), pd,
-                                                  kernels=fast.kernels)
-    _, _, g_g = hyper_lstm.hyper_lstm_backward(fast.to_device(dhs), None, cache_g, per_step=True)
+    _, _, cache_g = fast_hyper_lstm.hyper_lstm_forward(fast.to_device(x), fast.to_device(state0),
+                                                       pd, kernels=fast.kernels)
+    _, _, g_g = fast_hyper_lstm.hyper_lstm_backward(fast.to_device(dhs), None, cache_g,
+                                                    per_step=True)
     chk = Check(fast, dt, f"hyper_lstm_backward(per_step=True)[{dt.__name__}]",
                 normwise=True, tol=TOL[dt] * 10 if dt == np.float64 else SEQ_TOL32)
     for k in sorted(g_w):

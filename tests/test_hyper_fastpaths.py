@@ -1,10 +1,12 @@
-"""HyperLSTM fast paths (layers/hyper_lstm.py): ``x_const`` (an input part repeated at every step,
-projected once) and ``active`` (leading-row padding, only the active rows computed) must give the
-same numbers as the plain calls they replace:
+"""The fast HyperLSTM (fast/hyper_lstm.py) against the reference (layers/hyper_lstm.py): ``x_const``
+(an input part repeated at every step, projected once) and ``active`` (leading-row padding, only
+the active rows computed) must give the reference's numbers:
 
-    * x_const == the concatenated input concat(x_t, x_const) at every step: forward outputs,
-      dx_seq == dx[..., :Dx], dx_const == dx[..., Dx:] summed over steps, dstate0, every grad;
-    * active == mask with mask[t, b] = (b < active[t]);
+    * x_const == the reference on the concatenated input concat(x_t, x_const) at every step:
+      forward outputs, dx_seq == dx[..., :Dx], dx_const == dx[..., Dx:] summed over steps,
+      dstate0, every grad;
+    * active == the reference's mask with mask[t, b] = (b < active[t]);
+    * the per-step and the all-steps parameter sums of the fast backward agree;
     * the Numba kernel set == the reference set with both options on;
     * central-difference gradient checks with both options on (the metric, stencil, eps and
       tolerance of tests/test_cells.py, and its HyperLSTM shapes: H in {1, 3, 4, 5}, Hh 3, E 2).
@@ -19,12 +21,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from minisketch.fast.cells import fast_cell
+from minisketch.fast.sequence import ln_param_grads_into
 from minisketch.gradcheck import check_gradients
 from minisketch.kernels import numba_cpu, reference
+from minisketch.layers import layer_norm_lstm
 from minisketch.layers.cells import get_cell
 
 HH, EMB = 3, 2                  # hyper_num_units, hyper_embedding_size (as in test_cells.py)
-CELL = get_cell("hyper", hyper_num_units=HH, hyper_embedding_size=EMB)
+REF = get_cell("hyper", hyper_num_units=HH, hyper_embedding_size=EMB)
+CELL = fast_cell(REF)
 TOL = 1e-6                      # gradient check: tests/test_cells.py's TOL, EPS and stencil
 EPS = 3e-6
 EQ = 1e-12                      # float64 equality of two ways to compute the same thing
@@ -59,10 +65,12 @@ def _full(c):
     return np.concatenate([c.x, np.broadcast_to(c.xc, (c.T,) + c.xc.shape)], axis=2)
 
 
-def _run(c, x, dstate=True, dhs=True, **kw):
-    hs, sT, cache = CELL.forward(x, c.state0, c.p, keep=c.keep, **kw)
+def _run(c, x, dstate=True, dhs=True, ref=False, **kw):
+    """Forward + backward of the fast cell, or with ref=True of the reference cell."""
+    cell = REF if ref else CELL
+    hs, sT, cache = cell.forward(x, c.state0, c.p, keep=c.keep, **kw)
     hs = hs.copy()
-    dx, ds0, grads = CELL.backward(c.R if dhs else None, c.Rs if dstate else None, cache)
+    dx, ds0, grads = cell.backward(c.R if dhs else None, c.Rs if dstate else None, cache)
     return hs, sT, dx, ds0, grads
 
 
@@ -104,7 +112,7 @@ def _assert_same(got, ref, tol=EQ):
 def test_x_const_equals_concatenated_input(padding, keep_prob):
     c = _case(3, 6, 5, 4, 3, 5, keep_prob=keep_prob, lengths=[6, 6, 4, 1, 0])
     pad = {"none": {}, "mask": {"mask": c.mask}, "active": {"active": c.active}}[padding]
-    ref = _run(c, _full(c), **({} if padding == "none" else {"mask": c.mask}))
+    ref = _run(c, _full(c), ref=True, **({} if padding == "none" else {"mask": c.mask}))
     got = _run(c, c.x, x_const=c.xc, **pad)
     assert isinstance(got[2], tuple) and got[2][0].shape == c.x.shape
     assert got[2][1].shape == c.xc.shape
@@ -119,7 +127,8 @@ def test_x_const_equals_concatenated_input_random(T, B, Dx, Dc, H, seed, dropout
                                                   dstate):
     c = _case(seed, T, B, Dx, Dc, H, keep_prob=0.75 if dropout else None)
     pad = {"none": {}, "mask": {"mask": c.mask}, "active": {"active": c.active}}[padding]
-    ref = _run(c, _full(c), dstate=dstate, **({} if padding == "none" else {"mask": c.mask}))
+    ref = _run(c, _full(c), dstate=dstate, ref=True,
+               **({} if padding == "none" else {"mask": c.mask}))
     _assert_same(_run(c, c.x, dstate=dstate, x_const=c.xc, **pad), ref)
 
 
@@ -142,7 +151,8 @@ def test_x_const_float32_keeps_dtype():
 def test_active_equals_mask(keep_prob, lengths):
     c = _case(5, 6, 5, 3, 2, 4, keep_prob=keep_prob, lengths=lengths)
     x = _full(c)
-    _assert_same(_run(c, x, active=c.active), _run(c, x, mask=c.mask))
+    _assert_same(_run(c, x, active=c.active), _run(c, x, mask=c.mask, ref=True))
+    _assert_same(_run(c, x, mask=c.mask), _run(c, x, mask=c.mask, ref=True))
 
 
 @HYP
@@ -155,7 +165,7 @@ def test_active_equals_mask_random(T, B, D, H, seed, dropout, dstate, dhs, kind,
     x = _full(c)
     active = {"list": list, "tuple": tuple, "array": np.array}[kind](c.active)
     _assert_same(_run(c, x, dstate=dstate, dhs=dhs, active=active),
-                 _run(c, x, dstate=dstate, dhs=dhs, mask=c.mask))
+                 _run(c, x, dstate=dstate, dhs=dhs, mask=c.mask, ref=True))
 
 
 @HYP
@@ -331,3 +341,25 @@ def test_bad_x_const_raises():
         CELL.forward(c.x, c.state0, c.p, x_const=c.xc[:, :1])
     with pytest.raises(ValueError, match="x_const"):
         CELL.forward(c.x, c.state0, c.p, x_const=c.xc[:3])
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-step layer-norm sums
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ln_param_grads_into_buffers_equal_fresh(dtype):
+    # the fast hyper_lstm_backward sums these a step at a time into two reused [5H] buffers: the
+    # same numbers as fresh arrays, written into those buffers
+    rng = np.random.default_rng(3)
+    H = 6
+    dY = rng.standard_normal((3, 4, 5 * H)).astype(dtype)
+    norms = rng.standard_normal((3, 4, 5 * H)).astype(dtype)
+    fresh = layer_norm_lstm.ln_param_grads(dY, norms, H)
+    out = (np.full(5 * H, np.nan, dtype), np.full(5 * H, np.nan, dtype))
+    into = ln_param_grads_into(dY, norms, H, out)
+    for a, b in zip(fresh, into):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.shares_memory(g, out[0]) for g in into[0::2])
+    assert all(np.shares_memory(g, out[1]) for g in into[1::2])
+    np.testing.assert_allclose(out[0], (dY * norms).sum(axis=(0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(out[1], dY.sum(axis=(0, 1)), rtol=1e-5)

@@ -1,10 +1,16 @@
-"""The whole SketchRNN: exact gradients in every cell combination, reference parameter counts,
-float32 = float64 on real data, overfitting, the magenta.js sheep reference, determinism.
+"""The whole SketchRNN: exact gradients in every cell combination, the fast path equal to the
+reference functions, reference parameter counts, float32 = float64 on real data, overfitting,
+the magenta.js sheep reference, determinism.
 
 Whole-model gradient checks: float64 central differences (eps 1e-6) of ``loss`` from
-``loss_and_grad(batch, step)`` (same seed and step, so the same eps and dropout masks) against
-its gradients, for every parameter tensor (a random subset of entries of each); metric of
-``minisketch.gradcheck``: max over entries of |a - n| / max(|a| + |n|, floor), tolerance 1e-6.
+``loss_and_grad(batch, step)`` (same seed and step, so the same eps and dropout masks), and of
+the loss of ``layers.sketch_rnn.sketch_rnn_forward``, against their gradients, for every
+parameter tensor (a random subset of entries of each); metric of ``minisketch.gradcheck``: max
+over entries of |a - n| / max(|a| + |n|, floor), tolerance 1e-6.
+The fast path (``loss_and_grad``, in row blocks) against ``sketch_rnn_forward`` /
+``sketch_rnn_backward`` on the same parameters, batch and noise: float64, every loss to 1e-12
+relative and every gradient tensor, by name, to 1e-12 relative to its largest entry (the two
+differ only in the order of sums: z projected once, sorted encoder rows, split row blocks).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from minisketch.errors import DataError, ModelError
 from minisketch.gradcheck import check_gradients
 from minisketch.hparams import HParams
 from minisketch.layers.mdn import mdn_params
+from minisketch.layers.sketch_rnn import sketch_rnn_backward, sketch_rnn_forward
 from minisketch.model import SketchRNN
 from minisketch.strokes import make_batch
 
@@ -114,6 +121,67 @@ def test_whole_model_gradients_hypothesis(data):
         b[3 + 5 * M:] = rng.choice([-3.0, 3.0], size=M)     # rho = +-tanh(3) = +-0.995
     batch = make_batch(random_sketches(rng, lengths), max_len=N, scale_factor=5.0)
     check_model_gradients(model, batch, step=seed % 97, max_entries=3)
+
+
+def reference_step(model, batch, step, training=True):
+    """losses and grads of ``batch`` at ``step`` by the reference functions (as NumPy copies),
+    with the model's parameters and the noise ``loss_and_grad`` draws."""
+    x, lengths = model.batch_inputs(batch)
+    noise = model.draw_noise(step, x.shape[1], x.shape[0] - 1, training)
+    losses, cache = sketch_rnn_forward(model.params, x, lengths, noise, model.hp,
+                                       model.kl_weight(step))
+    return losses, cache, noise
+
+
+@pytest.mark.parametrize("enc,dec,conditional", COMBOS)
+@pytest.mark.parametrize("input_dropout", [False, True])
+def test_loss_and_grad_equals_the_reference_functions(enc, dec, conditional, input_dropout):
+    """Recurrent and output dropout on, input dropout off (z projected once) and on, five
+    sketches of different lengths in two row blocks; evaluation too."""
+    hp = tiny_hp(enc, dec, conditional, use_input_dropout=input_dropout,
+                 input_dropout_prob=0.8, use_output_dropout=True, output_dropout_prob=0.8)
+    rng = np.random.default_rng(50 + COMBOS.index((enc, dec, conditional)))
+    model = SketchRNN(hp, dtype="float64", seed=3, scale_factor=4.0, threads=2)
+    perturb(model, rng)
+    batch = make_batch(random_sketches(rng, [6, 2, 4, 5, 1]), max_len=6, scale_factor=4.0)
+    losses, grads = model.loss_and_grad(batch, 11)
+    ref_losses, cache, _ = reference_step(model, batch, 11)
+    ref_grads = sketch_rnn_backward(cache)
+    assert set(ref_losses) == set(losses) and set(ref_grads) == set(model.param_names)
+    for k in losses:
+        assert ref_losses[k].dtype == np.float64, k
+        assert abs(float(losses[k]) - float(ref_losses[k])) <= 1e-12 * abs(float(ref_losses[k]))
+    for k in model.param_names:
+        g, r = grads[k], ref_grads[k]
+        assert r.shape == g.shape and r.dtype == np.float64, k
+        assert np.max(np.abs(g - r)) <= 1e-12 * np.max(np.abs(r)), k
+    ev = model.evaluate(batch, 11)
+    ref_ev, _, _ = reference_step(model, batch, 11, training=False)
+    for k in ev:
+        assert abs(float(ev[k]) - float(ref_ev[k])) <= 1e-12 * abs(float(ref_ev[k])), k
+
+
+@pytest.mark.parametrize("enc,dec,conditional", COMBOS)
+def test_reference_functions_gradients(enc, dec, conditional):
+    """``sketch_rnn_backward`` against central differences of ``sketch_rnn_forward``'s loss,
+    every dropout on (the noise drawn once and held fixed)."""
+    hp = tiny_hp(enc, dec, conditional, use_input_dropout=True, input_dropout_prob=0.8,
+                 use_output_dropout=True, output_dropout_prob=0.8)
+    rng = np.random.default_rng(70 + COMBOS.index((enc, dec, conditional)))
+    model = SketchRNN(hp, dtype="float64", seed=5, scale_factor=4.0)
+    perturb(model, rng)
+    batch = make_batch(random_sketches(rng, [5, 2, 3]), max_len=5, scale_factor=4.0)
+    _, cache, noise = reference_step(model, batch, 7)
+    grads = sketch_rnn_backward(cache)
+    x, lengths = model.batch_inputs(batch)
+    w = model.kl_weight(7)
+
+    def f():
+        return float(sketch_rnn_forward(model.params, x, lengths, noise, hp, w)[0]["loss"])
+
+    params = {n: model.params[n] for n in model.param_names}     # views into model.flat
+    errs = check_gradients(f, params, grads, eps=1e-6, tol=GRAD_TOL, max_entries=3, seed=7)
+    assert set(errs) == set(model.param_names)
 
 
 def test_kl_floor_stops_the_kl_gradient():

@@ -1,9 +1,9 @@
-"""How a step hands its work around, checked for same numbers and fast layouts.
+"""How the fast path hands a step's work around, checked for same numbers and fast layouts.
 
-* ``encoder_forward`` / ``encoder_backward`` with ``parallel`` (the two directions through a
-  runner, in two threads in the model) give exactly the sequential numbers (float64, bit for bit:
-  the same operations on the same arrays).
-* ``need_dx=False`` on every cell's backward, and on the encoder's, skips the input gradient
+* The fast ``encoder_forward`` / ``encoder_backward`` with ``parallel`` (the two directions
+  through a runner, in two threads in the model) give exactly the sequential numbers (float64,
+  bit for bit: the same operations on the same arrays).
+* ``need_dx=False`` on every fast cell's backward, and on the encoder's, skips the input gradient
   and leaves every other gradient bit-identical (float64).
 * The length-sorted encoder hands the cells C-contiguous per-step arrays: the compiled step
   kernels vectorize only over contiguous rows, and a strided keep mask (what ``keep[:, perm]``
@@ -17,15 +17,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from minisketch.fast.cells import fast_cell
+from minisketch.fast.encoder import encoder_backward, encoder_forward
 from minisketch.layers.cells import get_cell
-from minisketch.layers.encoder import encoder_backward, encoder_forward
 
 CELLS = ("lstm", "layer_norm", "hyper")
 
 
 def cell_for(name):
     opts = {"hyper_num_units": 3, "hyper_embedding_size": 2} if name == "hyper" else {}
-    return get_cell(name, **opts)
+    return fast_cell(get_cell(name, **opts))
 
 
 def setup(name, seed=0, T=7, B=6, D=5, H=4):

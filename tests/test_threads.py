@@ -1,11 +1,12 @@
 """Split steps: a batch cut into row blocks run in threads gives the unsplit step's numbers.
 
 ``SketchRNN(threads=n)`` runs each row block's forward and backward in its own thread and sums
-the losses and gradients (model.py, "Threads"). Checked here against ``threads=1``: float64
-to 1e-12 relative (only the order of the sums differs), float32 to 1e-5; and the split step's
+the losses and gradients (fast/threads.py, fast/sketch_rnn.py). Checked here against
+``threads=1``: float64 to 1e-12 relative (only the order of the sums differs), float32 to 1e-5;
+and the split step's
 gradients against float64 central differences (tolerance 1e-6, the whole-model metric of
-tests/test_model.py). Also: the encoder's length-sorted path (``host_lengths``) against the
-masked one, the reused dropout-mask buffers against a fresh draw, and the CPU helpers.
+tests/test_model.py). Also: the fast encoder's length-sorted path (``host_lengths``) against the
+reference's masked one, the reused dropout-mask buffers against a fresh draw, and the CPU helpers.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from test_model import COMBOS, check_model_gradients, perturb, random_sketches, 
 
 from minisketch.cpu import blas_threads, get_blas_threads, keep_freed_memory
 from minisketch.errors import ModelError
+from minisketch.fast import encoder as fast_encoder
+from minisketch.fast.cells import fast_cell
 from minisketch.layers.cells import get_cell
 from minisketch.layers.encoder import encoder_backward, encoder_forward
 from minisketch.model import MIN_ROWS_PER_THREAD, SketchRNN, default_threads
@@ -122,8 +125,8 @@ def test_row_blocks_and_thread_settings(monkeypatch):
 
 @pytest.mark.parametrize("cell_name", ("lstm", "layer_norm", "hyper"))
 def test_encoder_sorted_rows_equal_masked(cell_name):
-    """host_lengths: rows sorted by length, cells run only on the real rows of each step; same
-    encoding and gradients as the masked run (float64, 1e-12)."""
+    """The fast encoder with host_lengths (rows sorted by length, cells run only on the real rows
+    of each step) and without: the reference's masked encoding and gradients (float64, 1e-12)."""
     opts = {"hyper_num_units": 3, "hyper_embedding_size": 2} if cell_name == "hyper" else {}
     cell = get_cell(cell_name, **opts)
     rng = np.random.default_rng(1)
@@ -135,13 +138,15 @@ def test_encoder_sorted_rows_equal_masked(cell_name):
         kf, kb = 2 * rng.random((T, B, H)), 2 * rng.random((T, B, H))
         dh = rng.normal(size=(B, 2 * H))
         h1, c1 = encoder_forward(x, L, pf, pb, cell, H, kf, kb)
-        h2, c2 = encoder_forward(x, L, pf, pb, cell, H, kf, kb, host_lengths=L)
-        assert rel(h2, h1) <= 1e-12
         dx1, gf1, gb1 = encoder_backward(dh, c1)
-        dx2, gf2, gb2 = encoder_backward(dh, c2)
-        assert rel(dx2, dx1) <= 1e-12
-        for k in gf1:
-            assert rel(gf2[k], gf1[k]) <= 1e-12 and rel(gb2[k], gb1[k]) <= 1e-12, k
+        for host in (L, None):
+            h2, c2 = fast_encoder.encoder_forward(x, L, pf, pb, fast_cell(cell), H, kf, kb,
+                                                  host_lengths=host)
+            assert rel(h2, h1) <= 1e-12
+            dx2, gf2, gb2 = fast_encoder.encoder_backward(dh, c2)
+            assert rel(dx2, dx1) <= 1e-12
+            for k in gf1:
+                assert rel(gf2[k], gf1[k]) <= 1e-12 and rel(gb2[k], gb1[k]) <= 1e-12, k
 
 
 @pytest.mark.parametrize("dtype", ("float32", "float64"))

@@ -20,17 +20,6 @@ from .jit import parallel, serial, threads_for, warm
 from .numerics import exp64, log1p_small64, log64, tanh64
 
 
-def check_inputs(y, target) -> None:
-    """ValueError unless y is [N, 6M + 3] with M >= 1 and target is [N, 5] (the reference's
-    checks and messages)."""
-    if y.ndim != 2 or target.ndim != 2 or target.shape != (y.shape[0], 5):
-        raise ValueError(f"mdn loss needs y [N, 6M+3] and target [N, 5], "
-                         f"got {tuple(y.shape)} and {tuple(target.shape)}")
-    width = y.shape[1]
-    if width < 9 or (width - 3) % 6:
-        raise ValueError(f"MDN output width must be 6M + 3 with M >= 1, got {width}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Numba (CPU)
 #
@@ -192,7 +181,7 @@ def _mdn_par(n, y, target, scale, want_grad, dy, row_loss):
 
 
 def _mdn_run(y, target, scale, want_grad):
-    check_inputs(y, target)
+    ref.check_mdn_inputs(y, target)
     y = np.ascontiguousarray(y)
     target = np.ascontiguousarray(target, dtype=y.dtype)
     N = y.shape[0]
@@ -350,7 +339,7 @@ def _mdn_rows_cuda(y, target, scale, want_grad):
 
 def mdn_loss_and_grad_cuda(y, target, scale):
     """Fused ``layers.mdn.mdn_loss_and_grad``: (offset_sum 0-d, pen_sum 0-d, dy [N, 6M+3])."""
-    check_inputs(y, target)
+    ref.check_mdn_inputs(y, target)
     if y.dtype not in cuda.CTYPES or target.dtype != y.dtype:
         return ref.mdn_loss_and_grad(y, target, scale)
     cupy = cuda.cupy()
@@ -362,7 +351,7 @@ def mdn_loss_and_grad_cuda(y, target, scale):
 
 def mdn_loss_cuda(y, target):
     """Fused ``layers.mdn.mdn_loss`` (forward only): (offset_sum 0-d, pen_sum 0-d)."""
-    check_inputs(y, target)
+    ref.check_mdn_inputs(y, target)
     if y.dtype not in cuda.CTYPES or target.dtype != y.dtype:
         return ref.mdn_loss(y, target)
     cupy = cuda.cupy()

@@ -3,11 +3,8 @@
     cell = get_cell("hyper", **cell_options("hyper", hp))
     p = cell.init(rng, input_size, hidden_size, dtype)          # {key: NumPy array}
     S = cell.state_size(hidden_size)                             # state array width
-    hs, state_T, cache = cell.forward(x, state0, p, keep=None, mask=None, kernels=None,
-                                      x_const=None, active=None)
-    dx, dstate0, grads = cell.backward(dhs, dstate_T, cache, need_dx=True)
-    # dx = (dx_seq, dx_const) with x_const; need_dx=False: no gradient w.r.t. the per-step
-    # input (dx, or dx_seq, is None)
+    hs, state_T, cache = cell.forward(x, state0, p, keep=None, mask=None, kernels=None)
+    dx, dstate0, grads = cell.backward(dhs, dstate_T, cache)
     h, new_state = cell.step(x_t, state, p, kernels=None)
 
 | name         | module                    | state layout           |
@@ -18,21 +15,21 @@
 
 Cell-specific options (the HyperLSTM's ``hyper_num_units`` and ``hyper_embedding_size``) are bound
 here once, so callers use every cell the same way. Shapes and semantics of each function are in
-its module's docstring.
+its module's docstring; ``fast/cells.py`` gives each cell's fast twin.
 """
 from __future__ import annotations
 
 import functools
-import importlib
 from types import SimpleNamespace
 
 from ..errors import ModelError
+from . import hyper_lstm, layer_norm_lstm, lstm
 
-# name -> (module under minisketch.layers, function prefix, option names)
+# name -> (module, function prefix, option names)
 _CELLS = {
-    "lstm": ("lstm", "lstm", ()),
-    "layer_norm": ("layer_norm_lstm", "ln_lstm", ()),
-    "hyper": ("hyper_lstm", "hyper_lstm", ("hyper_num_units", "hyper_embedding_size")),
+    "lstm": (lstm, "lstm", ()),
+    "layer_norm": (layer_norm_lstm, "ln_lstm", ()),
+    "hyper": (hyper_lstm, "hyper_lstm", ("hyper_num_units", "hyper_embedding_size")),
 }
 
 
@@ -55,11 +52,10 @@ def get_cell(name: str, **opts) -> SimpleNamespace:
     no others. ``init`` and ``state_size`` get them bound; the other functions read what they need
     from the parameters and the cache.
     """
-    module_name, prefix, option_names = _entry(name)
+    mod, prefix, option_names = _entry(name)
     if set(opts) != set(option_names):
         raise ModelError(f"cell {name!r} takes the options {list(option_names)}, "
                          f"got {sorted(opts)}")
-    mod = importlib.import_module(f".{module_name}", __package__)
     init = getattr(mod, f"{prefix}_init")
     state_size = getattr(mod, f"{prefix}_state_size")
     return SimpleNamespace(

@@ -1,26 +1,19 @@
 """Bidirectional encoder over variable-length sketches (SPEC section 2).
 
-Both directions read only each sketch's own L real rows:
-
-    forward direction:   rows 1, 2, ..., L, then padding steps with mask 0 (state passes through)
-    backward direction:  rows L, L-1, ..., 1, then padding steps with mask 0
-
-The backward direction's input is gathered by index, x_rev[t, b] = x[L_b - 1 - t, b] for t < L_b
-(and the untouched padding rows after that), so it starts at the sketch's last real row and
-padding never enters a real step. The encoding is h = [h_fw at step L, h_bw at step L]
-([B, 2H]), gathered from each direction's outputs at step L_b - 1.
+Both directions read only each sketch's own L real rows, then padding steps (mask 0, where the
+state passes through): the forward direction rows 1, 2, ..., L; the backward direction rows
+L, L-1, ..., 1, gathered by index, x_rev[t, b] = x[L_b - 1 - t, b] for t < L_b. The encoding
+is h = [h_fw at step L, h_bw at step L] ([B, 2H]), gathered from each direction's outputs.
 
 Inputs are time-major: x [T, B, D] holds rows 1..T of the batch (the start token S0 excluded),
 lengths [B] with 1 <= L_b <= T. ``cell`` is a namespace from ``layers.cells.get_cell``; the two
 directions have their own parameters (the model's "enc_fw/*" and "enc_bw/*").
-
-``encoder_backward`` returns fresh arrays (nothing is accumulated). Runs on NumPy or CuPy unchanged.
+``encoder_backward`` returns fresh arrays. NumPy or CuPy, unchanged. The fast twin (rows sorted
+by length, padding skipped, the directions in two threads) is ``minisketch/fast/encoder.py``.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from ..backend import get_xp
+from ..xp import get_xp
 
 
 def reverse_index(lengths, T):
@@ -34,16 +27,8 @@ def reverse_index(lengths, T):
     return xp.where(t < L, L - 1 - t, t)
 
 
-def _run_both(parallel, fw, bw):
-    """(fw(), bw()): one after the other, or through ``parallel`` (a function that runs a list
-    of thunks, in threads say, and returns their results in order)."""
-    if parallel is None:
-        return fw(), bw()
-    return tuple(parallel([fw, bw]))
-
-
 def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, keep_bw=None,
-                    kernels=None, host_lengths=None, parallel=None):
+                    kernels=None):
     """Run both directions and return the final hidden states.
 
     Inputs:
@@ -54,96 +39,41 @@ def encoder_forward(x, lengths, p_fw, p_bw, cell, hidden_size, keep_fw=None, kee
         hidden_size        H, the units of each direction
         keep_fw, keep_bw   [T, B, H] recurrent-dropout multipliers per direction, or None
                            (keep_bw[t] is used at the backward direction's step t)
-        kernels            step-function namespace (None = reference)
-        host_lengths       the same lengths as a host (NumPy) array, or None. When given, the
-                           rows are sorted by length (longest first) inside the encoder so that
-                           at step t the real rows are a prefix, and the cells compute only
-                           those (``active``); padding steps cost nothing. Same numbers as
-                           the masked run to float rounding.
-        parallel           None (the directions run one after the other), or a function that
-                           runs a list of thunks and returns their results in order: the two
-                           directions are independent, so it may run them in two threads.
-                           Same numbers either way.
+        kernels            the kernel set the cells run on (None: the reference step functions)
     Returns:
         h [B, 2H] = [h_fw_final | h_bw_final]; cache for ``encoder_backward``.
     """
     xp = get_xp(x)
     T, B, _ = x.shape
-    order = None
-    if host_lengths is not None:
-        Lh = np.asarray(host_lengths).astype(np.int64).reshape(-1)
-        order = np.argsort(-Lh, kind="stable")                      # longest first
-        if np.array_equal(order, np.arange(B)):
-            order = None                                            # already sorted
-        else:
-            perm = xp.asarray(order)
-            # take(axis=1) gives C-contiguous arrays (x[:, perm] would not be): the compiled
-            # step kernels vectorize only over contiguous rows
-            x = xp.take(x, perm, axis=1)
-            lengths = lengths[perm]
-            Lh = Lh[order]
-        # real rows at step t: those with L_b > t, a prefix once sorted
-        active = np.searchsorted(-Lh, -np.arange(T), side="left").tolist()
-    H = int(hidden_size)
     cols = xp.arange(B)
+    mask = (xp.arange(T)[:, None] < lengths[None, :]).astype(x.dtype)        # [T, B]
     rev = reverse_index(lengths, T)
     x_rev = x[rev, cols[None, :]]                                          # [T, B, D]
-    state0 = xp.zeros((B, cell.state_size(H)), dtype=x.dtype)
-    if host_lengths is None:
-        opts = {"mask": (xp.arange(T)[:, None] < lengths[None, :]).astype(x.dtype)}  # [T, B]
-    else:
-        opts = {"active": active}
-    def sorted_rows(keep):
-        # the masks' rows follow the sorted sketches; gathered in each direction's own thread
-        return keep if keep is None or order is None else xp.take(keep, perm, axis=1)
-
-    (hs_f, _, cache_f), (hs_b, _, cache_b) = _run_both(
-        parallel,
-        lambda: cell.forward(x, state0, p_fw, keep=sorted_rows(keep_fw), kernels=kernels,
-                             **opts),
-        lambda: cell.forward(x_rev, state0, p_bw, keep=sorted_rows(keep_bw), kernels=kernels,
-                             **opts))
+    state0 = xp.zeros((B, cell.state_size(hidden_size)), dtype=x.dtype)
+    hs_f, _, cache_f = cell.forward(x, state0, p_fw, keep=keep_fw, mask=mask, kernels=kernels)
+    hs_b, _, cache_b = cell.forward(x_rev, state0, p_bw, keep=keep_bw, mask=mask,
+                                    kernels=kernels)
     last = lengths - 1
     h = xp.concatenate([hs_f[last, cols], hs_b[last, cols]], axis=1)
-    if order is not None:
-        # forward was: rows sorted by ``order``; put them back
-        h_sorted, h = h, xp.empty_like(h)
-        h[xp.asarray(order)] = h_sorted
-    cache = (x.shape, rev, last, H, cache_f, cache_b, cell, x.dtype, order)
-    return h, cache
+    return h, (x.shape, x.dtype, rev, last, hidden_size, cache_f, cache_b, cell)
 
 
-def encoder_backward(dh, cache, need_dx=True, parallel=None):
+def encoder_backward(dh, cache):
     """Gradients of ``encoder_forward`` (fresh arrays).
 
-    Inputs:  dh [B, 2H] gradient w.r.t. h; cache from the forward; need_dx=False skips the
-             gradient w.r.t. x (the model's encoder reads data: nobody needs it);
-             parallel as in ``encoder_forward``.
-    Returns: dx [T, B, D] (None with need_dx=False); grads_fw, grads_bw (dicts shaped like p_fw,
-             p_bw).
+    Inputs:  dh [B, 2H] gradient w.r.t. h; cache from the forward.
+    Returns: dx [T, B, D]; grads_fw, grads_bw (dicts shaped like p_fw, p_bw).
     """
-    (T, B, D), rev, last, H, cache_f, cache_b, cell, dtype, order = cache
+    (T, B, D), dtype, rev, last, H, cache_f, cache_b, cell = cache
     xp = get_xp(dh)
     cols = xp.arange(B)
-    if order is not None:
-        perm = xp.asarray(order)
-        dh = dh[perm]                           # into the forward's sorted row order
     # forward was: h = [hs_f[L-1] | hs_b[L-1]] (one gathered step per sketch)
     dhs_f = xp.zeros((T, B, H), dtype=dtype)
     dhs_f[last, cols] = dh[:, :H]
     dhs_b = xp.zeros((T, B, H), dtype=dtype)
     dhs_b[last, cols] = dh[:, H:]
-    (dx_f, _, grads_fw), (dx_rev, _, grads_bw) = _run_both(
-        parallel,
-        lambda: cell.backward(dhs_f, None, cache_f, need_dx=need_dx),
-        lambda: cell.backward(dhs_b, None, cache_b, need_dx=need_dx))
-    if not need_dx:
-        return None, grads_fw, grads_bw
+    dx, _, grads_fw = cell.backward(dhs_f, None, cache_f)
+    dx_rev, _, grads_bw = cell.backward(dhs_b, None, cache_b)
     # forward was: x_rev = x[rev, b] with rev a permutation of each column: scatter back
-    dx = dx_f.copy()
     dx[rev, cols[None, :]] += dx_rev
-    if order is not None:
-        # forward was: x = x[:, order]
-        dx_sorted, dx = dx, xp.empty_like(dx)
-        dx[:, perm] = dx_sorted
     return dx, grads_fw, grads_bw

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_xp
+from ..xp import get_xp
 
 INIT_STD = 0.001  # reference init of the mu, s (and z-to-state) projections: N(0, 0.001^2)
 

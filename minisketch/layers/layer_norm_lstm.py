@@ -4,48 +4,27 @@ Math (SPEC section 3; gate blocks i, j, f, o; no separate bias; forget bias +1 a
 
     a = x_t @ W_xh + h_prev @ W_hh                          [B, 4H] = [a_i | a_j | a_f | a_o]
     y_k = gamma_k * LN(a_k) + beta_k   for each gate block k, LN(v) = (v - mean) / sqrt(var + 1e-3)
-          (mean and var over the block's H units)
     i = sigmoid(y_i)   g = tanh(y_j) * keep_t   f = sigmoid(y_f + 1)   o = sigmoid(y_o)
     c = f * c_prev + i * g                                  (the un-normalized c is carried)
     h = o * tanh(gamma_c * LN(c) + beta_c)
 
-``keep_t`` and ``mask_t`` as in ``lstm.py`` (recurrent dropout of the candidate; 0 = padding step
-where the state and its gradient pass through unchanged).
+``keep_t`` and ``mask_t`` as in ``lstm.py``. State [B, 2H] = [c | h]. Parameters: W_xh [D, 4H]
+Glorot-uniform, W_hh [H, 4H] four orthogonal blocks, ln_gamma [4H] ones, ln_beta [4H] zeros,
+ln_c_gamma [H] ones, ln_c_beta [H] zeros. The step functions also serve the HyperLSTM.
 
-State layout: one array [B, 2H] = [c | h].
-
-Parameters:
-    W_xh [D, 4H]       Glorot-uniform
-    W_hh [H, 4H]       four independent orthogonal H x H blocks
-    ln_gamma [4H]      ones    (per-unit scale of the four normalized gate blocks, order i, j, f, o)
-    ln_beta [4H]       zeros
-    ln_c_gamma [H]     ones    (scale and shift of LN(c))
-    ln_c_beta [H]      zeros
-
-Work layout as in ``lstm.py``: one matmul for all input projections, per step h_prev @ W_hh and
-the pointwise step functions ``ln_lstm_cell_forward`` / ``ln_lstm_cell_backward`` (which also
-serve the HyperLSTM), weight gradients as one matmul / one reduction over all steps, buffers
-allocated once per sequence.
-
-The sequence functions take the optional ``x_const`` and ``active`` of ``lstm.py`` (see its
-module docstring), with the same meaning: ``x_const`` [B, Dc] is an input repeated at every step
-(x is then [T, B, Dx], the step input concat(x_t, x_const), and x_const @ W_xh[Dx:] is computed
-once; there is no bias, so a = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] + h_prev @ W_hh, the same
-sum as with the concatenated input), and backward then returns dx as (dx_seq, dx_const);
-``active`` (host ints, non-increasing) replaces ``mask`` and computes only the leading rows
-b < active[t] of each step.
-
-``ln_lstm_backward`` returns fresh gradient arrays (nothing is accumulated into buffers).
-Runs on NumPy or CuPy arrays unchanged.
+Laid out as ``lstm.py``: step functions that write into preallocated arrays, and
+``ln_lstm_forward`` / ``ln_lstm_backward`` as one loop over time each, the input projections and
+weight gradients one product (or one reduction) over all steps. The backward returns fresh
+arrays. NumPy or CuPy arrays, unchanged. The fast twin is ``minisketch/fast/layer_norm_lstm.py``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_xp
-from .linear import glorot_uniform, orthogonal
-from .lstm import (FORGET_BIAS, all_steps_backward, check_active, input_projection, pack_rows,
-                   resolve_kernels, row_offsets, sigmoid)
+from ..xp import get_xp
+from .activations import sigmoid
+from .linear import glorot_uniform, matmul, orthogonal
+from .lstm import FORGET_BIAS
 
 LN_EPS = 1e-3  # added to the variance inside the square root (SPEC section 3)
 
@@ -196,175 +175,108 @@ def ln_lstm_cell_backward(dh_t, dc_t, c_prev, keep_t, mask_t, gamma, gamma_c, ac
         dh_pass_out[...] = xp.where(m, 0.0, dh_t)
 
 
-def ln_param_grads(dY, norms, H, out=None):
+def ln_param_grads(dY, norms, H):
     """Layer-norm parameter gradients over all steps at once (one reduction each).
 
-    dY [T, B, 5H] and norms [T, B, 5H] as written by the step functions (any leading shape).
-    Returns (dgamma [4H], dbeta [4H], dgamma_c [H], dbeta_c [H]): views of two [5H] arrays, fresh
-    ones, or with out = (dgamma_all, dbeta_all) two [5H] arrays of dY's dtype written in place
-    (for a caller that sums these a step at a time without allocating).
-    forward was: y = gamma * norm + beta at every step, so dgamma = sum(dy * norm), dbeta = sum(dy).
-    The products are summed by einsum without a [T, B, 5H] temporary (the same numbers as
-    (dY * norms).sum(axis=(0, 1)), in a third of the time and none of the memory).
+    dY [..., 5H] and norms [..., 5H] as written by the step functions (any leading shape).
+    Returns (dgamma [4H], dbeta [4H], dgamma_c [H], dbeta_c [H]), views of two fresh [5H] arrays.
+    forward was: y = gamma * norm + beta at every step, so dgamma = sum(dy * norm), dbeta = sum(dy)
+    (einsum sums the products without a [..., 5H] temporary).
     """
     xp = get_xp(dY)
     n = dY.shape[-1]
     dY2, norms2 = dY.reshape(-1, n), norms.reshape(-1, n)
-    if out is None:
-        dgamma = xp.einsum("ij,ij->j", dY2, norms2)
-        dbeta = dY2.sum(axis=0)
-    else:
-        dgamma, dbeta = out
-        if xp is np:
-            xp.einsum("ij,ij->j", dY2, norms2, out=dgamma)
-        else:   # CuPy's einsum takes no out=
-            dgamma[...] = xp.einsum("ij,ij->j", dY2, norms2)
-        dY2.sum(axis=0, out=dbeta)
+    dgamma = xp.einsum("ij,ij->j", dY2, norms2)
+    dbeta = dY2.sum(axis=0)
     return dgamma[:4 * H], dbeta[:4 * H], dgamma[4 * H:], dbeta[4 * H:]
 
 
 # ---------------------------------------------------------------------------------------------
-# Sequence forward / backward
+# Sequence forward / backward: one loop over time each
 
-def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=None,
-                    active=None):
+def ln_lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
     """Run the layer-norm LSTM over a time-major sequence.
 
     Inputs:
         x [T, B, D]; state0 [B, 2H] = [c0 | h0]; p the six parameters (module docstring)
         keep [T, B, H] or None   recurrent-dropout multipliers (0 or 1/keep_prob)
         mask [T, B] or None      1 = real step, 0 = padding (state passes through)
-        kernels  step-function namespace (None = reference)
-        x_const [B, Dc] or None  an input repeated at every step: then x is [T, B, Dx] with
-                                 Dx + Dc = D and the input at step t is concat(x_t, x_const);
-                                 its projection x_const @ W_xh[Dx:] is computed once
-        active   None, or a host sequence of T non-increasing ints in [0, B] used instead of
-                 mask: rows b < active[t] run step t, the others are padding (the same as
-                 mask[t, b] = b < active[t]); only the active leading rows are computed
+        kernels  a kernel set with ``matmul`` and ``ln_lstm_cell_forward`` (None: this module's)
     Returns:
-        hs [T, B, H]  (a view into the cache's storage: read it, do not write into it)
-        state_T [B, 2H] = [c_T | h_T] (a new array); cache for ``ln_lstm_backward``
+        hs [T, B, H] (a view into the cache: read it, do not write into it);
+        state_T [B, 2H] = [c_T | h_T]; cache for ``ln_lstm_backward``
     """
-    K = resolve_kernels(kernels)
+    mm = matmul if kernels is None else kernels.matmul
+    cell_forward = ln_lstm_cell_forward if kernels is None else kernels.ln_lstm_cell_forward
     xp = get_xp(x)
-    W_xh, W_hh = p["W_xh"], p["W_hh"]
-    T, B, _ = x.shape
-    H = W_hh.shape[0]
-    active = check_active(active, T, B, mask)
-    dt = xp.result_type(x.dtype, W_xh.dtype)
-    XW = input_projection(x, W_xh, None, x_const, K)             # all input projections at once
-    hs_all = xp.empty((T + 1, B, H), dtype=dt)                  # hs_all[t] is h_prev of step t
-    cs_all = xp.empty((T + 1, B, H), dtype=dt)
-    cs_all[0] = state0[:, :H]
-    hs_all[0] = state0[:, H:]
-    # with active, rows >= active[t] of acts, norms and rstds stay unwritten (nothing reads
-    # them: the backward packs the real rows)
-    acts = xp.empty((T, B, 5 * H), dtype=dt)
+    T, B, D = x.shape
+    H = p["W_hh"].shape[0]
+    dt = xp.result_type(x.dtype, p["W_xh"].dtype)
+    XW = mm(x.reshape(T * B, D), p["W_xh"]).reshape(T, B, 4 * H)    # all steps at once
+    hs = xp.empty((T + 1, B, H), dtype=dt)                         # hs[t]: h entering step t
+    cs = xp.empty((T + 1, B, H), dtype=dt)
+    cs[0], hs[0] = state0[:, :H], state0[:, H:]
+    acts = xp.empty((T, B, 5 * H), dtype=dt)                       # saved for the backward
     norms = xp.empty((T, B, 5 * H), dtype=dt)
     rstds = xp.empty((T, B, 5), dtype=dt)
     a = xp.empty((B, 4 * H), dtype=dt)
     ln = (p["ln_gamma"], p["ln_beta"], p["ln_c_gamma"], p["ln_c_beta"])
     for t in range(T):
-        keep_t = None if keep is None else keep[t]
-        if active is None:
-            K.matmul(hs_all[t], W_hh, out=a)
-            a += XW[t]
-            K.ln_lstm_cell_forward(a, cs_all[t], hs_all[t], keep_t,
-                                   None if mask is None else mask[t], *ln,
-                                   cs_all[t + 1], hs_all[t + 1], acts[t], norms[t], rstds[t])
-            continue
-        n = active[t]
-        if n > 0:
-            # the real rows [0, n): leading-row slices of C-contiguous arrays are contiguous
-            K.matmul(hs_all[t][:n], W_hh, out=a[:n])
-            a[:n] += XW[t][:n]
-            K.ln_lstm_cell_forward(a[:n], cs_all[t][:n], hs_all[t][:n],
-                                   None if keep_t is None else keep_t[:n], None, *ln,
-                                   cs_all[t + 1][:n], hs_all[t + 1][:n], acts[t][:n],
-                                   norms[t][:n], rstds[t][:n])
-        if n < B:
-            # padding rows: the state passes through (what mask 0 does)
-            cs_all[t + 1][n:] = cs_all[t][n:]
-            hs_all[t + 1][n:] = hs_all[t][n:]
-    state_T = xp.concatenate([cs_all[T], hs_all[T]], axis=1)
-    cache = (x, x_const, p, keep, mask, active, hs_all, cs_all, acts, norms, rstds, K)
-    return hs_all[1:], state_T, cache
+        mm(hs[t], p["W_hh"], out=a)
+        a += XW[t]
+        cell_forward(a, cs[t], hs[t], None if keep is None else keep[t],
+                     None if mask is None else mask[t], *ln, cs[t + 1], hs[t + 1], acts[t],
+                     norms[t], rstds[t])
+    state_T = xp.concatenate([cs[T], hs[T]], axis=1)
+    return hs[1:], state_T, (x, p, keep, mask, hs, cs, acts, norms, rstds, kernels)
 
 
-def ln_lstm_backward(dhs, dstate_T, cache, need_dx=True):
+def ln_lstm_backward(dhs, dstate_T, cache):
     """Gradients of ``ln_lstm_forward`` (fresh arrays, nothing accumulated).
 
-    Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H] or None (zeros); need_dx as in
-    ``lstm_backward``.
-    Returns: dx; dstate0 [B, 2H]; grads with the keys of p. dx is [T, B, D], or, when the
-    forward had x_const, the pair (dx_seq [T, B, Dx], dx_const [B, Dc]) (None for dx or dx_seq
-    with need_dx=False).
+    Inputs: dhs [T, B, H] or None (zeros); dstate_T [B, 2H] or None (zeros).
+    Returns: dx [T, B, D]; dstate0 [B, 2H]; grads with the keys of p.
     """
-    x, x_const, p, keep, mask, active, hs_all, cs_all, acts, norms, rstds, K = cache
+    x, p, keep, mask, hs, cs, acts, norms, rstds, kernels = cache
+    mm = matmul if kernels is None else kernels.matmul
+    cell_backward = ln_lstm_cell_backward if kernels is None else kernels.ln_lstm_cell_backward
     xp = get_xp(x)
-    W_xh, W_hh = p["W_xh"], p["W_hh"]
-    T, B, _ = x.shape
-    H = W_hh.shape[0]
-    dt = hs_all.dtype
-    # gradients w.r.t. a and the layer-norm outputs at every step: [T, B, ...]; with active only
-    # the real rows, packed step after step as in lstm_backward
-    if active is None:
-        dA = xp.empty((T, B, 4 * H), dtype=dt)
-        dY = xp.empty((T, B, 5 * H), dtype=dt)
-    else:
-        offs = row_offsets(active)
-        dA = xp.empty((offs[-1], 4 * H), dtype=dt)
-        dY = xp.empty((offs[-1], 5 * H), dtype=dt)
+    T, B, D = x.shape
+    H = p["W_hh"].shape[0]
+    dt = hs.dtype
+    dA = xp.empty((T, B, 4 * H), dtype=dt)       # gradient w.r.t. a at every step
+    dY = xp.empty((T, B, 5 * H), dtype=dt)       # ... and w.r.t. the layer-norm outputs
     dh = xp.empty((B, H), dtype=dt)
-    dh_carry = xp.zeros((B, H), dtype=dt)
+    dh_next = xp.zeros((B, H), dtype=dt)
     dh_pass = xp.empty((B, H), dtype=dt)
     dc = xp.zeros((B, H), dtype=dt)
     dc_prev = xp.empty((B, H), dtype=dt)
     if dstate_T is not None:
         dc[...] = dstate_T[:, :H]
-        dh_carry[...] = dstate_T[:, H:]
-    W_hhT = xp.ascontiguousarray(W_hh.T)     # contiguous once: see lstm_backward
-    gamma, gamma_c = p["ln_gamma"], p["ln_c_gamma"]
+        dh_next[...] = dstate_T[:, H:]
     for t in range(T - 1, -1, -1):
+        # forward was: h_out of step t is both the output hs[t] and the next step's h_prev
         if dhs is None:
-            dh[...] = dh_carry
+            dh[...] = dh_next
         else:
-            xp.add(dhs[t], dh_carry, out=dh)
-        keep_t = None if keep is None else keep[t]
-        if active is None:
-            K.ln_lstm_cell_backward(dh, dc, cs_all[t], keep_t,
-                                    None if mask is None else mask[t], gamma, gamma_c,
-                                    acts[t], norms[t], rstds[t], dA[t], dY[t], dc_prev, dh_pass)
-            # forward was: a = h_prev @ W_hh + XW[t] (plus the pass-through at padding steps)
-            K.matmul(dA[t], W_hhT, out=dh_carry)
-            dh_carry += dh_pass
-        else:
-            n = active[t]
-            if n > 0:
-                dA_t = dA[offs[t]:offs[t + 1]]
-                K.ln_lstm_cell_backward(dh[:n], dc[:n], cs_all[t][:n],
-                                        None if keep_t is None else keep_t[:n], None, gamma,
-                                        gamma_c, acts[t][:n], norms[t][:n], rstds[t][:n],
-                                        dA_t, dY[offs[t]:offs[t + 1]], dc_prev[:n],
-                                        dh_pass[:n])
-                # forward was: a[:n] = h_prev[:n] @ W_hh + XW[t][:n] (dh_pass[:n] is 0)
-                K.matmul(dA_t, W_hhT, out=dh_carry[:n])
-            if n < B:
-                # forward was: c_out, h_out = c_prev, h_prev on the padding rows
-                dc_prev[n:] = dc[n:]
-                dh_carry[n:] = dh[n:]
+            xp.add(dhs[t], dh_next, out=dh)
+        cell_backward(dh, dc, cs[t], None if keep is None else keep[t],
+                      None if mask is None else mask[t], p["ln_gamma"], p["ln_c_gamma"],
+                      acts[t], norms[t], rstds[t], dA[t], dY[t], dc_prev, dh_pass)
+        # forward was: a = h_prev @ W_hh + XW[t] (and h_out = h_prev at padding steps)
+        mm(dA[t], p["W_hh"].T, out=dh_next)
+        dh_next += dh_pass
         dc, dc_prev = dc_prev, dc
-    dx, dW_xh, _, H2, dA2 = all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_all[:T],
-                                               active, K)
-    dg, db, dgc, dbc = ln_param_grads(dY, norms if active is None else pack_rows(norms, active),
-                                      H)
+    # forward was: XW = X @ W_xh, a_t = h_prev_t @ W_hh + XW[t], y = gamma * norm + beta
+    dA2 = dA.reshape(T * B, 4 * H)
+    dg, db, dgc, dbc = ln_param_grads(dY, norms, H)
     grads = {
-        "W_xh": dW_xh,
-        "W_hh": K.matmul(H2.T, dA2),
+        "W_xh": mm(x.reshape(T * B, D).T, dA2),
+        "W_hh": mm(hs[:T].reshape(T * B, H).T, dA2),
         "ln_gamma": dg, "ln_beta": db, "ln_c_gamma": dgc, "ln_c_beta": dbc,
     }
-    dstate0 = xp.concatenate([dc, dh_carry], axis=1)
-    return dx, dstate0, grads
+    dx = mm(dA2, p["W_xh"].T).reshape(T, B, D)
+    return dx, xp.concatenate([dc, dh_next], axis=1), grads
 
 
 def ln_lstm_step(x_t, state, p, kernels=None):
@@ -372,21 +284,19 @@ def ln_lstm_step(x_t, state, p, kernels=None):
 
     Inputs: x_t [B, D]; state [B, 2H] = [c | h]. Returns: h [B, H]; new_state [B, 2H].
     """
-    K = resolve_kernels(kernels)
+    mm = matmul if kernels is None else kernels.matmul
+    cell_forward = ln_lstm_cell_forward if kernels is None else kernels.ln_lstm_cell_forward
     xp = get_xp(x_t)
-    W_xh, W_hh = p["W_xh"], p["W_hh"]
-    H = W_hh.shape[0]
+    H = p["W_hh"].shape[0]
     B = x_t.shape[0]
-    dt = xp.result_type(x_t.dtype, W_xh.dtype)
+    dt = xp.result_type(x_t.dtype, p["W_xh"].dtype)
     c_prev = xp.ascontiguousarray(state[:, :H], dtype=dt)
     h_prev = xp.ascontiguousarray(state[:, H:], dtype=dt)
-    a = K.matmul(h_prev, W_hh)
-    a += K.matmul(x_t, W_xh)
-    c = xp.empty((B, H), dtype=dt)
-    h = xp.empty((B, H), dtype=dt)
-    act = xp.empty((B, 5 * H), dtype=dt)
-    norm = xp.empty((B, 5 * H), dtype=dt)
-    rstd = xp.empty((B, 5), dtype=dt)
-    K.ln_lstm_cell_forward(a, c_prev, h_prev, None, None, p["ln_gamma"], p["ln_beta"],
-                           p["ln_c_gamma"], p["ln_c_beta"], c, h, act, norm, rstd)
+    a = mm(h_prev, p["W_hh"])
+    a += mm(x_t, p["W_xh"])
+    c, h = xp.empty((B, H), dtype=dt), xp.empty((B, H), dtype=dt)
+    saved = (xp.empty((B, 5 * H), dtype=dt), xp.empty((B, 5 * H), dtype=dt),
+             xp.empty((B, 5), dtype=dt))
+    cell_forward(a, c_prev, h_prev, None, None, p["ln_gamma"], p["ln_beta"], p["ln_c_gamma"],
+                 p["ln_c_beta"], c, h, *saved)
     return h, xp.concatenate([c, h], axis=1)

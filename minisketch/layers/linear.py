@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_xp
+from ..xp import get_xp
 
 
 def matmul(a, b, out=None):
@@ -48,7 +48,7 @@ def linear_backward(dy, cache):
     D, O = W.shape
     x2 = x.reshape(-1, D)
     dy2 = dy.reshape(-1, O)
-    # forward was: y = x @ W + b, so dx = dy @ W^T, dW = x^T @ dy (summed over all rows), db = sum dy
+    # forward was: y = x @ W + b, so dx = dy @ W^T, dW = x^T @ dy (summed over rows), db = sum dy
     dx = (dy2 @ W.T).reshape(x.shape)
     dW = x2.T @ dy2
     db = dy2.sum(axis=0) if has_bias else None

@@ -1,234 +1,33 @@
-"""LSTM cell over a whole (padded, time-major) sequence, forward and backward.
+"""LSTM cell over a padded, time-major sequence: step functions and the loop over time.
 
-Math (SPEC section 3; gate blocks in the order i, j, f, o; forget bias +1 added at run time):
+Math (SPEC section 3; gate blocks i, j, f, o; forget bias +1 added at run time, not stored):
 
     a = x_t @ W_xh + h_prev @ W_hh + b                       [B, 4H] = [a_i | a_j | a_f | a_o]
     i = sigmoid(a_i)   g = tanh(a_j) * keep_t   f = sigmoid(a_f + 1)   o = sigmoid(a_o)
-    c = f * c_prev + i * g
-    h = o * tanh(c)
+    c = f * c_prev + i * g;   h = o * tanh(c)
 
-``keep_t`` is the recurrent-dropout multiplier of the candidate (Semeniuta et al. 2016): entries 0
-or 1/keep_prob, drawn by the caller, None for no dropout. ``mask_t`` marks real steps (1) and
-padding steps (0); at a padding step the state passes through unchanged (c = c_prev, h = h_prev)
-and so do the gradients.
+``keep_t`` is the recurrent-dropout multiplier of the candidate (Semeniuta et al. 2016): 0 or
+1/keep_prob, None for none. ``mask_t`` is 1 at real steps and 0 at padding steps, where the state
+(and so its gradient) passes through unchanged. The state is one array [B, 2H] = [c | h].
+Parameters: W_xh [D, 4H] Glorot-uniform, W_hh [H, 4H] four orthogonal blocks, b [4H] zeros.
 
-State layout: one array [B, 2H] = [c | h] (the magenta.js layout).
-
-Parameters (short names; the model prefixes them, e.g. "dec/W_xh"):
-    W_xh [D, 4H]   Glorot-uniform
-    W_hh [H, 4H]   four independent orthogonal H x H blocks
-    b    [4H]      zeros (the forget bias +1 is not stored)
-
-How the work is laid out (the Numba and CuPy kernel sets keep this shape):
-    * all input projections are ONE matmul: X.reshape(T*B, D) @ W_xh;
-    * per step only h_prev @ W_hh, then the pointwise gate math in ``lstm_cell_forward`` /
-      ``lstm_cell_backward``, which write into preallocated arrays (dispatched via ``kernels``);
-    * weight gradients are ONE matmul each over all steps (H_prev.reshape(T*B, H).T @ dA...);
-    * every per-step buffer is allocated once per sequence.
-
-Two optional arguments of the sequence functions (here and in ``layer_norm_lstm.py``) skip work
-without changing the math; calls without them are unchanged:
-    * ``x_const`` [B, Dc]: an input that is the same at every step (sketch-rnn's decoder feeds
-      [S_{i-1}, z]). Then x is [T, B, Dx], the cell's input at step t is concat(x_t, x_const)
-      with Dx + Dc = D, and x_const @ W_xh[Dx:] is computed once instead of T times. Backward
-      then returns dx as the pair (dx_seq [T, B, Dx], dx_const [B, Dc]).
-    * ``active``: a host sequence of T non-increasing ints (the batch sorted by length, longest
-      first) in place of ``mask``: rows [0, active[t]) run step t, rows [active[t], B) are
-      padding (as mask[t, b] = b < active[t]). Only the leading rows are computed (recurrent
-      matmul and step kernel on contiguous prefix slices); the padding rows' state and
-      gradients are copied through. The backward keeps the per-step gradients of the real rows
-      only, packed step after step ([sum(active), ...], ``pack_rows``), so the all-steps
-      weight-gradient products run over those rows and no zeros.
-
-``lstm_backward`` returns fresh gradient arrays (nothing is accumulated into buffers).
-Everything runs on NumPy or CuPy arrays unchanged: the array module comes from the inputs.
+The step functions write into preallocated arrays, so that a kernel set (``kernels/``) can
+replace them with compiled ones of the same signature; ``lstm_forward`` / ``lstm_backward`` are
+one loop over time calling them (``kernels`` picks the set; None: the functions here). All
+steps' input projections are one product, and so is each weight gradient.
+``lstm_backward`` returns fresh gradient arrays. NumPy or CuPy arrays, unchanged. The same math
+skipping work (z projected once, only the real rows computed) is ``minisketch/fast/lstm.py``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_xp
-from .linear import glorot_uniform, orthogonal
+from ..xp import get_xp
+from .activations import sigmoid
+from .linear import glorot_uniform, matmul, orthogonal
 
 FORGET_BIAS = 1.0  # added to the forget-gate pre-activation at run time (SPEC section 3)
 
-
-# ---------------------------------------------------------------------------------------------
-# Pointwise helpers (numerically stable, any dtype, NumPy or CuPy)
-
-def sigmoid(x, out=None):
-    """1 / (1 + exp(-x)) without overflow: exp is only taken of -|x| <= 0.
-
-    x any shape; out (same shape) to write into, or None for a new array. Returns the result."""
-    xp = get_xp(x)
-    e = xp.exp(-xp.abs(x))                      # in (0, 1]
-    num = xp.where(x >= 0, 1.0, e)              # 1 / (1 + e) for x >= 0, e / (1 + e) below
-    return xp.divide(num, 1.0 + e, out=out)
-
-
-def resolve_kernels(kernels):
-    """The kernel namespace to use: ``kernels`` itself, or the reference set for None."""
-    if kernels is not None:
-        return kernels
-    from ..kernels.reference import kernel_set  # late import: kernels/reference imports layers
-    return kernel_set()
-
-
-def check_active(active, T: int, B: int, mask=None):
-    """Validate the ``active`` argument of a sequence function; returns a tuple of T Python ints
-    (or None for None).
-
-    active: a host sequence (list, tuple, range or NumPy integer array, never a device array) of T
-    ints with B >= active[0] >= active[1] >= ... >= 0. Raises ValueError when it has the wrong
-    length, is not non-increasing, is out of range, holds non-integers, or when ``mask`` is
-    given too (they say the same thing two ways); TypeError for a device (CuPy) array."""
-    if active is None:
-        return None
-    if mask is not None:
-        raise ValueError("give either mask or active, not both")
-    if hasattr(active, "__cuda_array_interface__"):
-        raise TypeError("active must be a host sequence of ints (list, tuple or NumPy array), "
-                        "not a device array: its values steer the Python loop over steps")
-    arr = np.asarray(active)
-    if arr.ndim != 1 or arr.shape[0] != T:
-        raise ValueError(f"active must hold one int per step: expected length {T}, "
-                         f"got shape {arr.shape}")
-    if arr.size and arr.dtype.kind not in "iu":
-        raise ValueError(f"active must hold integers, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 0 or arr.max() > B):
-        raise ValueError(f"active entries must lie in [0, {B}] (the batch size), "
-                         f"got min {arr.min()} and max {arr.max()}")
-    if arr.size > 1 and np.any(arr[1:] > arr[:-1]):
-        raise ValueError("active must be non-increasing (sort the batch by length, longest "
-                         "first)")
-    return tuple(int(n) for n in arr)
-
-
-def input_projection(x, W_xh, b=None, x_const=None, kernels=None):
-    """All steps' input projections [T, B, 4H] at once: x @ W_xh (+ b).
-
-    x [T, B, D] and W_xh [D, 4H]; or, with x_const [B, Dc], x [T, B, Dx] (Dx + Dc = D) and the
-    input at every step concat(x_t, x_const): x @ W_xh[:Dx] + (x_const @ W_xh[Dx:] + b), whose
-    second term is computed once for all steps. b [4H] or None (no bias). kernels: whose
-    ``matmul`` multiplies (None = the reference's)."""
-    K = resolve_kernels(kernels)
-    T, B, Dx = x.shape
-    if x_const is None:
-        XW = K.matmul(x.reshape(T * B, Dx), W_xh).reshape(T, B, W_xh.shape[1])
-        if b is not None:
-            XW += b
-        return XW
-    if x_const.ndim != 2 or x_const.shape[0] != B or Dx + x_const.shape[1] != W_xh.shape[0]:
-        raise ValueError(f"x_const must be [B, D - Dx] = [{B}, {W_xh.shape[0] - Dx}], "
-                         f"got {tuple(x_const.shape)}")
-    XW = K.matmul(x.reshape(T * B, Dx), W_xh[:Dx]).reshape(T, B, W_xh.shape[1])
-    cw = K.matmul(x_const, W_xh[Dx:])
-    if b is not None:
-        cw += b
-    XW += cw[None]
-    return XW
-
-
-def input_projection_backward(dA, x, W_xh, x_const=None, need_dx=True, kernels=None):
-    """Backward of ``input_projection`` given dA [T, B, 4H], the gradient w.r.t. its output.
-
-    Returns (dx, dW_xh [D, 4H], dA_sum): without x_const dx [T, B, D] and dA_sum None; with it
-    dx = (dx_seq [T, B, Dx], dx_const [B, Dc]) and dA_sum = dA summed over steps [B, 4H] (what
-    the bias gradient needs). need_dx=False skips the gradient w.r.t. the per-step input x (a
-    [T B, 4H] x [4H, Dx] product nobody reads when x is data): dx, or dx_seq, is then None.
-    kernels: whose ``matmul`` multiplies (None = the reference's)."""
-    K = resolve_kernels(kernels)
-    T, B, Dx = x.shape
-    G = dA.shape[2]
-    dA2 = dA.reshape(T * B, G)
-    if x_const is None:
-        # forward was: XW = X @ W_xh, one matmul over all steps
-        dx = K.matmul(dA2, W_xh.T).reshape(T, B, Dx) if need_dx else None
-        return dx, K.matmul(x.reshape(T * B, Dx).T, dA2), None
-    # forward was: XW[t] = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] at every step t, so the
-    # constant part's gradients see dA summed over the steps
-    dA_sum = dA.sum(axis=0)
-    dx_seq = K.matmul(dA2, W_xh[:Dx].T).reshape(T, B, Dx) if need_dx else None
-    dx_const, dW = _x_const_grads(x.reshape(T * B, Dx), dA2, dA_sum, W_xh, x_const, K)
-    return (dx_seq, dx_const), dW, dA_sum
-
-
-def _x_const_grads(X2, dA2, dA_sum, W_xh, x_const, K):
-    """The gradients of ``input_projection`` with x_const, given the per-step inputs X2 [R, Dx]
-    and their gradients dA2 [R, G] (R rows over all steps) and dA summed over the steps per
-    batch row, dA_sum [B, G]: (dx_const [B, Dc], dW_xh [D, G]). K: the kernels (``matmul``)."""
-    xp = get_xp(dA2)
-    Dx = X2.shape[1]
-    dx_const = K.matmul(dA_sum, W_xh[Dx:].T)
-    dW = xp.empty(W_xh.shape, dtype=xp.result_type(X2.dtype, x_const.dtype, dA2.dtype))
-    K.matmul(X2.T, dA2, out=dW[:Dx])
-    K.matmul(x_const.T, dA_sum, out=dW[Dx:])
-    return dx_const, dW
-
-
-def row_offsets(active) -> list:
-    """Offsets of each step's real rows in the packed layout: [0, n_0, n_0 + n_1, ...]."""
-    offs = [0]
-    for n in active:
-        offs.append(offs[-1] + n)
-    return offs
-
-
-def pack_rows(a, active):
-    """The real rows of a per-step array a [T, B, ...] (rows b < active[t] of step t), packed
-    step after step: [sum(active), ...]."""
-    xp = get_xp(a)
-    parts = [a[t][:n] for t, n in enumerate(active) if n > 0]
-    if not parts:
-        return xp.empty((0,) + tuple(a.shape[2:]), dtype=a.dtype)
-    return xp.concatenate(parts, axis=0)
-
-
-def packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active, offs, K):
-    """``input_projection_backward`` for a packed dA [sum(active), G] (the real rows only, as
-    ``pack_rows`` lays them out): the same returns, dx unpacked to [T, B, Dx] with zeros on the
-    padding rows (their gradient). K: the kernels (``matmul``)."""
-    xp = get_xp(dA)
-    T, B, Dx = x.shape
-    G = dA.shape[1]
-    Xp = pack_rows(x, active)                                           # [R, Dx]
-    W_seq = W_xh if x_const is None else W_xh[:Dx]
-    dx = None
-    if need_dx:
-        dxp = K.matmul(dA, W_seq.T)
-        dx = xp.zeros((T, B, Dx), dtype=dxp.dtype)
-        for t, n in enumerate(active):
-            dx[t][:n] = dxp[offs[t]:offs[t + 1]]
-    if x_const is None:
-        return dx, K.matmul(Xp.T, dA), None
-    # forward was: XW[t] = x_t @ W_xh[:Dx] + x_const @ W_xh[Dx:] for the real rows of step t
-    dA_sum = xp.zeros((B, G), dtype=dA.dtype)
-    for t, n in enumerate(active):
-        if n > 0:
-            dA_sum[:n] += dA[offs[t]:offs[t + 1]]
-    dx_const, dW = _x_const_grads(Xp, dA, dA_sum, W_xh, x_const, K)
-    return (dx, dx_const), dW, dA_sum
-
-
-def all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_prev, active, K):
-    """The all-steps part of a recurrent backward (``lstm_backward``, ``ln_lstm_backward``):
-    the input projection's gradients, and the rows that the W_hh gradient multiplies.
-
-    dA: [T, B, G] without ``active``, packed [sum(active), G] with it (``pack_rows``' layout);
-    hs_prev [T, B, H]: the h entering each step. Returns (dx, dW_xh, dA_sum, H2, dA2) with
-    dW_hh = H2.T @ dA2: all T B rows without active, the real rows only with it. K: the
-    kernels (``matmul``)."""
-    if active is None:
-        T, B, H = hs_prev.shape
-        dx, dW_xh, dA_sum = input_projection_backward(dA, x, W_xh, x_const, need_dx, K)
-        return dx, dW_xh, dA_sum, hs_prev.reshape(T * B, H), dA.reshape(T * B, -1)
-    dx, dW_xh, dA_sum = packed_input_projection_backward(dA, x, W_xh, x_const, need_dx, active,
-                                                         row_offsets(active), K)
-    return dx, dW_xh, dA_sum, pack_rows(hs_prev, active), dA
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameters
 
 def lstm_init(rng: np.random.Generator, input_size: int, hidden_size: int, dtype=np.float32):
     """Reference initialization (SPEC section 3). Returns {"W_xh", "W_hh", "b"} as NumPy arrays:
@@ -332,139 +131,89 @@ def lstm_cell_backward(dh_t, dc_t, c_prev, act_t, keep_t, mask_t, da_out, dc_pre
 
 
 # ---------------------------------------------------------------------------------------------
-# Sequence forward / backward
+# Sequence forward / backward: one loop over time each
 
-def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None, x_const=None, active=None):
+def lstm_forward(x, state0, p, keep=None, mask=None, kernels=None):
     """Run the LSTM over a time-major sequence.
 
     Inputs:
         x [T, B, D]; state0 [B, 2H] = [c0 | h0]; p {"W_xh" [D, 4H], "W_hh" [H, 4H], "b" [4H]}
         keep [T, B, H] or None   recurrent-dropout multipliers (0 or 1/keep_prob)
         mask [T, B] or None      1 = real step, 0 = padding (state passes through)
-        kernels  step-function namespace (None = reference)
-        x_const [B, Dc] or None  an input repeated at every step: then x is [T, B, Dx] with
-                                 Dx + Dc = D and the input at step t is concat(x_t, x_const);
-                                 its projection x_const @ W_xh[Dx:] is computed once
-        active   None, or a host sequence of T non-increasing ints in [0, B] used instead of
-                 mask: rows b < active[t] run step t, the others are padding (the same as
-                 mask[t, b] = b < active[t]); only the active leading rows are computed
+        kernels  a kernel set with ``matmul`` and ``lstm_cell_forward`` (None: this module's)
     Returns:
-        hs [T, B, H]     h after every step (at a padding step: the carried h). A view into the
-                         cache's storage: read it, do not write into it.
-        state_T [B, 2H]  the final state [c_T | h_T] (a new array)
-        cache            for ``lstm_backward``
+        hs [T, B, H]     h after every step (at a padding step: the carried h); a view into
+                         the cache: read it, do not write into it
+        state_T [B, 2H]  the final state [c_T | h_T]; cache for ``lstm_backward``
     """
-    K = resolve_kernels(kernels)
+    mm = matmul if kernels is None else kernels.matmul
+    cell_forward = lstm_cell_forward if kernels is None else kernels.lstm_cell_forward
     xp = get_xp(x)
-    W_xh, W_hh, b = p["W_xh"], p["W_hh"], p["b"]
-    T, B, _ = x.shape
-    H = W_hh.shape[0]
-    active = check_active(active, T, B, mask)
-    dt = xp.result_type(x.dtype, W_xh.dtype)
-    XW = input_projection(x, W_xh, b, x_const, K)    # all steps' input projections at once
-    hs_all = xp.empty((T + 1, B, H), dtype=dt)   # hs_all[t] is h_prev of step t
-    cs_all = xp.empty((T + 1, B, H), dtype=dt)
-    cs_all[0] = state0[:, :H]
-    hs_all[0] = state0[:, H:]
-    acts = xp.empty((T, B, 5 * H), dtype=dt)     # with active: rows >= active[t] stay unwritten
+    T, B, D = x.shape
+    H = p["W_hh"].shape[0]
+    dt = xp.result_type(x.dtype, p["W_xh"].dtype)
+    # the input projections do not depend on the recurrence: one product for all steps
+    XW = mm(x.reshape(T * B, D), p["W_xh"]).reshape(T, B, 4 * H)
+    XW += p["b"]
+    hs = xp.empty((T + 1, B, H), dtype=dt)       # hs[t] is the h entering step t
+    cs = xp.empty((T + 1, B, H), dtype=dt)
+    cs[0], hs[0] = state0[:, :H], state0[:, H:]
+    acts = xp.empty((T, B, 5 * H), dtype=dt)     # what each step's backward needs
     hh = xp.empty((B, 4 * H), dtype=dt)
     for t in range(T):
-        keep_t = None if keep is None else keep[t]
-        if active is None:
-            K.matmul(hs_all[t], W_hh, out=hh)
-            K.lstm_cell_forward(XW[t], hh, cs_all[t], hs_all[t], keep_t,
-                                None if mask is None else mask[t],
-                                cs_all[t + 1], hs_all[t + 1], acts[t])
-            continue
-        n = active[t]
-        if n > 0:
-            # the real rows [0, n): leading-row slices of C-contiguous arrays are contiguous
-            K.matmul(hs_all[t][:n], W_hh, out=hh[:n])
-            K.lstm_cell_forward(XW[t][:n], hh[:n], cs_all[t][:n], hs_all[t][:n],
-                                None if keep_t is None else keep_t[:n], None,
-                                cs_all[t + 1][:n], hs_all[t + 1][:n], acts[t][:n])
-        if n < B:
-            # padding rows: the state passes through (what mask 0 does)
-            cs_all[t + 1][n:] = cs_all[t][n:]
-            hs_all[t + 1][n:] = hs_all[t][n:]
-    state_T = xp.concatenate([cs_all[T], hs_all[T]], axis=1)
-    cache = (x, x_const, p, keep, mask, active, hs_all, cs_all, acts, K)
-    return hs_all[1:], state_T, cache
+        mm(hs[t], p["W_hh"], out=hh)
+        cell_forward(XW[t], hh, cs[t], hs[t], None if keep is None else keep[t],
+                     None if mask is None else mask[t], cs[t + 1], hs[t + 1], acts[t])
+    state_T = xp.concatenate([cs[T], hs[T]], axis=1)
+    return hs[1:], state_T, (x, p, keep, mask, hs, cs, acts, kernels)
 
 
-def lstm_backward(dhs, dstate_T, cache, need_dx=True):
+def lstm_backward(dhs, dstate_T, cache):
     """Gradients of ``lstm_forward`` (fresh arrays, nothing accumulated).
 
     Inputs:
-        dhs [T, B, H] or None   gradient w.r.t. hs (None = zeros)
-        dstate_T [B, 2H] or None   gradient w.r.t. state_T (None = zeros)
-        need_dx  False: the gradient w.r.t. the per-step input x is not computed (None)
+        dhs [T, B, H] or None       gradient w.r.t. hs (None = zeros)
+        dstate_T [B, 2H] or None    gradient w.r.t. state_T (None = zeros)
     Returns:
-        dx; dstate0 [B, 2H]; grads {"W_xh", "W_hh", "b"} shaped like the params.
-        dx is [T, B, D], or, when the forward had x_const, the pair
-        (dx_seq [T, B, Dx], dx_const [B, Dc]); need_dx=False gives None for dx or dx_seq.
+        dx [T, B, D]; dstate0 [B, 2H]; grads {"W_xh", "W_hh", "b"} shaped like the params.
     """
-    x, x_const, p, keep, mask, active, hs_all, cs_all, acts, K = cache
+    x, p, keep, mask, hs, cs, acts, kernels = cache
+    mm = matmul if kernels is None else kernels.matmul
+    cell_backward = lstm_cell_backward if kernels is None else kernels.lstm_cell_backward
     xp = get_xp(x)
-    W_xh, W_hh = p["W_xh"], p["W_hh"]
-    T, B, _ = x.shape
-    H = W_hh.shape[0]
-    dt = hs_all.dtype
-    # gradient w.r.t. a at every step: [T, B, 4H]; with active only the real rows, packed step
-    # after step ([sum(active), 4H], step t's rows at offs[t]:offs[t + 1]): the padding rows'
-    # gradient is 0, and the all-steps products skip them instead of multiplying zeros
-    if active is None:
-        dA = xp.empty((T, B, 4 * H), dtype=dt)
-    else:
-        offs = row_offsets(active)
-        dA = xp.empty((offs[-1], 4 * H), dtype=dt)
-    dh = xp.empty((B, H), dtype=dt)                 # total gradient w.r.t. h_out of step t
-    dh_carry = xp.zeros((B, H), dtype=dt)           # gradient w.r.t. h_prev of step t+1
+    T, B, D = x.shape
+    H = p["W_hh"].shape[0]
+    dt = hs.dtype
+    dA = xp.empty((T, B, 4 * H), dtype=dt)       # gradient w.r.t. a at every step
+    dh = xp.empty((B, H), dtype=dt)              # total gradient w.r.t. h_out of step t
+    dh_next = xp.zeros((B, H), dtype=dt)         # gradient w.r.t. h_prev of step t + 1
     dh_pass = xp.empty((B, H), dtype=dt)
-    dc = xp.zeros((B, H), dtype=dt)                 # gradient w.r.t. c_out of step t
+    dc = xp.zeros((B, H), dtype=dt)              # gradient w.r.t. c_out of step t
     dc_prev = xp.empty((B, H), dtype=dt)
     if dstate_T is not None:
         dc[...] = dstate_T[:, :H]
-        dh_carry[...] = dstate_T[:, H:]
-    # W_hh.T made contiguous once: OpenBLAS multiplies by a transposed view (an "NT" product)
-    # at a fraction of the speed for the few-row products of the loop
-    W_hhT = xp.ascontiguousarray(W_hh.T)
+        dh_next[...] = dstate_T[:, H:]
     for t in range(T - 1, -1, -1):
+        # forward was: h_out of step t is both the output hs[t] and the next step's h_prev
         if dhs is None:
-            dh[...] = dh_carry
+            dh[...] = dh_next
         else:
-            xp.add(dhs[t], dh_carry, out=dh)
-        keep_t = None if keep is None else keep[t]
-        if active is None:
-            K.lstm_cell_backward(dh, dc, cs_all[t], acts[t], keep_t,
-                                 None if mask is None else mask[t], dA[t], dc_prev, dh_pass)
-            # forward was: hh = h_prev @ W_hh (plus the pass-through at padding steps)
-            K.matmul(dA[t], W_hhT, out=dh_carry)
-            dh_carry += dh_pass
-        else:
-            n = active[t]
-            if n > 0:
-                dA_t = dA[offs[t]:offs[t + 1]]
-                K.lstm_cell_backward(dh[:n], dc[:n], cs_all[t][:n], acts[t][:n],
-                                     None if keep_t is None else keep_t[:n], None, dA_t,
-                                     dc_prev[:n], dh_pass[:n])
-                # forward was: hh[:n] = h_prev[:n] @ W_hh (dh_pass[:n] is 0: real steps)
-                K.matmul(dA_t, W_hhT, out=dh_carry[:n])
-            if n < B:
-                # forward was: c_out, h_out = c_prev, h_prev on the padding rows
-                dc_prev[n:] = dc[n:]
-                dh_carry[n:] = dh[n:]
+            xp.add(dhs[t], dh_next, out=dh)
+        cell_backward(dh, dc, cs[t], acts[t], None if keep is None else keep[t],
+                      None if mask is None else mask[t], dA[t], dc_prev, dh_pass)
+        # forward was: hh = h_prev @ W_hh (and h_out = h_prev at padding steps)
+        mm(dA[t], p["W_hh"].T, out=dh_next)
+        dh_next += dh_pass
         dc, dc_prev = dc_prev, dc
-    # forward was: XW = X @ W_xh + b, and hh_t = h_prev_t @ W_hh: one matmul each over all steps
-    dx, dW_xh, dA_sum, H2, dA2 = all_steps_backward(dA, x, W_xh, x_const, need_dx, hs_all[:T],
-                                                    active, K)
+    # forward was: XW = X @ W_xh + b and hh_t = h_prev_t @ W_hh: one product each over all steps
+    dA2 = dA.reshape(T * B, 4 * H)
+    dx = mm(dA2, p["W_xh"].T).reshape(T, B, D)
     grads = {
-        "W_xh": dW_xh,
-        "W_hh": K.matmul(H2.T, dA2),
-        "b": dA2.sum(axis=0) if dA_sum is None else dA_sum.sum(axis=0),
+        "W_xh": mm(x.reshape(T * B, D).T, dA2),
+        "W_hh": mm(hs[:T].reshape(T * B, H).T, dA2),
+        "b": dA2.sum(axis=0),
     }
-    dstate0 = xp.concatenate([dc, dh_carry], axis=1)
-    return dx, dstate0, grads
+    return dx, xp.concatenate([dc, dh_next], axis=1), grads
 
 
 def lstm_step(x_t, state, p, kernels=None):
@@ -473,19 +222,17 @@ def lstm_step(x_t, state, p, kernels=None):
     Inputs: x_t [B, D]; state [B, 2H] = [c | h]; p as for ``lstm_forward``.
     Returns: h [B, H]; new_state [B, 2H].
     """
-    K = resolve_kernels(kernels)
+    mm = matmul if kernels is None else kernels.matmul
+    cell_forward = lstm_cell_forward if kernels is None else kernels.lstm_cell_forward
     xp = get_xp(x_t)
-    W_xh, W_hh, b = p["W_xh"], p["W_hh"], p["b"]
-    H = W_hh.shape[0]
+    H = p["W_hh"].shape[0]
     B = x_t.shape[0]
-    dt = xp.result_type(x_t.dtype, W_xh.dtype)
-    xw = K.matmul(x_t, W_xh)
-    xw += b
+    dt = xp.result_type(x_t.dtype, p["W_xh"].dtype)
+    xw = mm(x_t, p["W_xh"])
+    xw += p["b"]
     c_prev = xp.ascontiguousarray(state[:, :H], dtype=dt)
     h_prev = xp.ascontiguousarray(state[:, H:], dtype=dt)
-    hh = K.matmul(h_prev, W_hh)
-    c = xp.empty((B, H), dtype=dt)
-    h = xp.empty((B, H), dtype=dt)
-    act = xp.empty((B, 5 * H), dtype=dt)
-    K.lstm_cell_forward(xw, hh, c_prev, h_prev, None, None, c, h, act)
+    hh = mm(h_prev, p["W_hh"])
+    c, h = xp.empty((B, H), dtype=dt), xp.empty((B, H), dtype=dt)
+    cell_forward(xw, hh, c_prev, h_prev, None, None, c, h, xp.empty((B, 5 * H), dtype=dt))
     return h, xp.concatenate([c, h], axis=1)

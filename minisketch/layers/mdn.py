@@ -1,36 +1,21 @@
 """Mixture density output layer: bivariate Gaussian mixture for the offset, softmax for the pen.
 
-Layout of the raw network output y [N, 6M + 3] (SPEC section 2; N rows = time steps x batch):
+Raw output y [N, 6M + 3] (SPEC section 2; N rows = steps x batch): [pen logits (3) | pi logits |
+mu_x | mu_y | log sigma_x | log sigma_y | rho logits] (M each); q = softmax(pen logits),
+pi = softmax(pi logits), sigma = exp(log sigma), rho = tanh(rho logits). Per target row
+(dx, dy, p1, p2, p3): offset term -log(sum_k pi_k N_k(dx, dy) + 1e-6) where p3 = 0 (weight
+1 - p3), pen term -sum_j p_j log q_j on every row; the model divides both sums by B N_max.
 
-    [pen logits (3) | pi logits (M) | mu_x (M) | mu_y (M) | log sigma_x (M) | log sigma_y (M) |
-     rho logits (M)]
+Computed stably, never forming N_k: with u = (dx - mu_x) / sigma_x, v = (dy - mu_y) / sigma_y,
+w = (u - rho v) cosh(r), log N_k = -(w^2 + v^2) / 2 - log(2 pi) - log sigma_x - log sigma_y
+- log(1 - rho^2) / 2 with log(1 - rho^2) = 2 (log 2 - |r| - log1p(exp(-2 |r|))), and the offset
+log a log-sum-exp over the M values log pi_k + log N_k and log(1e-6). So rho logits of +-50, log
+sigma of -20 and far offsets stay finite (an underflowed component gets zero responsibility).
+The gradient uses the responsibilities gamma_k = pi_k N_k / (sum_j pi_j N_j + 1e-6), each product
+formed with gamma first, so an underflowed component contributes exactly 0, never 0 * inf.
 
-Activations: q = softmax(pen logits), pi = softmax(pi logits), sigma = exp(log sigma),
-rho = tanh(rho logits).
-
-Reconstruction loss of one target row (dx, dy, p1, p2, p3), summed over rows by the functions below:
-
-    offset term  -log(sum_k pi_k N_k(dx, dy) + 1e-6)     only where p3 = 0 (weighted by 1 - p3)
-    pen term     -sum_j p_j log q_j                        on every row, padding included
-
-The model divides both sums by B N_max (``scale``). The same function is computed in a
-numerically stable form, never forming N_k itself:
-
-    u = (dx - mu_x) / sigma_x,  v = (dy - mu_y) / sigma_y,  rho = tanh(r)
-    Z / (1 - rho^2) = w^2 + v^2  with  w = (u - rho v) / sqrt(1 - rho^2) = (u - rho v) cosh(r)
-    log N_k = -(w^2 + v^2) / 2 - log(2 pi) - log sigma_x - log sigma_y - log(1 - rho^2) / 2
-    log(1 - rho^2) = log(sech(r)^2) = 2 (log 2 - |r| - log1p(exp(-2 |r|)))
-    log(sum_k pi_k N_k + 1e-6) = logsumexp over the M values log pi_k + log N_k and log(1e-6)
-
-so rho logits of +-50, log sigma of -20 and offsets far from every mean give finite losses and
-gradients (a component whose density underflows simply gets zero responsibility; the 1e-6 keeps
-the log finite). The gradient is written in terms of the responsibilities
-gamma_k = pi_k N_k / (sum_j pi_j N_j + 1e-6), each product formed as gamma * (...) with gamma
-first, so an underflowed component contributes exactly 0 rather than 0 * inf.
-
-``mdn_loss_and_grad`` returns fresh arrays (nothing is accumulated). Runs on NumPy or CuPy arrays
-unchanged: the array module comes from the inputs. It is the kernel-set entry point that the
-Numba and CuPy kernel sets re-implement with the same signature.
+``mdn_loss_and_grad`` (the kernel-set entry the Numba and CuPy sets re-implement) returns fresh
+arrays. NumPy or CuPy arrays, unchanged.
 """
 from __future__ import annotations
 
@@ -38,7 +23,7 @@ import math
 
 import numpy as np
 
-from ..backend import get_xp
+from ..xp import get_xp
 
 LOSS_EPS = 1e-6                      # the reference's epsilon inside the offset log
 LOG_LOSS_EPS = math.log(LOSS_EPS)
@@ -139,7 +124,8 @@ def _pen_terms(y, target):
     return -(t * log_q).sum(axis=1), log_q
 
 
-def _check_shapes(y, target):
+def check_mdn_inputs(y, target):
+    """ValueError unless y is [N, 6M + 3] (M >= 1) and target [N, 5]."""
     if y.ndim != 2 or target.ndim != 2 or target.shape != (y.shape[0], 5):
         raise ValueError(f"mdn loss needs y [N, 6M+3] and target [N, 5], "
                          f"got {tuple(y.shape)} and {tuple(target.shape)}")
@@ -154,7 +140,7 @@ def mdn_loss(y, target):
     Returns: offset_sum (0-d array): sum over rows of (1 - p3) * -log(sum_k pi_k N_k + 1e-6);
              pen_sum (0-d array): sum over rows of -sum_j p_j log q_j.
     """
-    _check_shapes(y, target)
+    check_mdn_inputs(y, target)
     ell, _ = _offset_terms(y, target)
     pen, _ = _pen_terms(y, target)
     return (ell * (1.0 - target[:, 4])).sum(), pen.sum()
@@ -175,7 +161,7 @@ def mdn_loss_and_grad(y, target, scale):
         pen_sum     0-d array  sum over rows of -sum_j p_j log q_j
         dy          [N, 6M + 3] d(scale * (offset_sum + pen_sum)) / dy, a fresh array
     """
-    _check_shapes(y, target)
+    check_mdn_inputs(y, target)
     xp = get_xp(y)
     M = num_mixture(y)
     ell, (log_pi, a, log_sum, u, v, w, rho, cosh_r, inv_sx, inv_sy) = _offset_terms(y, target)
