@@ -2,9 +2,10 @@
 
     MINISKETCH_FAULT=ACTION@POINT[@STEP]
 
-ACTION is one of ``kill`` (SIGKILL to itself: nothing after runs, no cleanup), ``sigint2`` (two
-SIGINTs in a row: a double Ctrl-C), ``sigterm`` (one SIGTERM) or ``enospc`` (an ``OSError`` "No
-space left on device", as a full disk gives). POINT is a name passed to :func:`hit`, e.g.
+ACTION is one of ``kill`` (SIGKILL to itself: nothing after runs, no cleanup), ``stop``
+(SIGSTOP: frozen until a SIGCONT), ``sigint2`` (two SIGINTs in a row: a double Ctrl-C),
+``sigterm`` (one SIGTERM) or ``enospc`` (an ``OSError`` "No space left on device", as a full disk
+gives). POINT is a name passed to :func:`hit`, e.g.
 ``rename:checkpoint.npz`` (``fileio.atomic_open``: the temporary file is written and fsync'ed,
 not yet renamed) or ``eval:logged`` (train.py names its points). With STEP, the fault fires only
 while the trainer's current step (:data:`step`) equals it. It fires once per process.
@@ -18,7 +19,7 @@ import os
 import signal
 
 ENV = "MINISKETCH_FAULT"
-ACTIONS = ("kill", "sigint2", "sigterm", "enospc")
+ACTIONS = ("kill", "stop", "sigint2", "sigterm", "enospc")
 step: int | None = None          # the trainer's current step (set by train.py)
 _fired = False
 
@@ -38,6 +39,8 @@ def hit(point: str) -> None:
     _fired = True
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
     elif action == "sigint2":
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)

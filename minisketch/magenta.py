@@ -38,7 +38,6 @@ import binascii
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 

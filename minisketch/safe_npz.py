@@ -416,8 +416,9 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_byt
         return (arr.T if fortran else arr), shape, None
 
 
+# RuntimeError covers zipfile's NotImplementedError (an unsupported compression method)
 _ZIP_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, zipfile.LargeZipFile, struct.error,
-               NotImplementedError, RuntimeError, OSError, ValueError)
+               RuntimeError, OSError, ValueError)
 
 
 def _zip_error(path, e) -> DataError:

@@ -333,6 +333,7 @@ def test_pen_values_other_than_0_and_1_are_refused_by_train_and_sample(tmp_path,
         load_npz(data)
     one_error(run("train", "--data", data, "--out", tmp_path / "run", "--steps", "1"),
               "pen value")
+    assert not (tmp_path / "run").exists()
     inp = tmp_path / "in.json"
     inp.write_text(json.dumps(bad.tolist()))
     one_error(run("sample", "complete", "--model", tiny_model["dec"], "--input", inp,
