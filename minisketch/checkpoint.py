@@ -274,7 +274,7 @@ def model_from_config(config: dict, backend: str | None = None, dtype: str | Non
     scale_factor, seed = config.get("scale_factor", 1.0), config.get("seed", 0)
     dtype = dtype or config.get("dtype", "float32")
     if isinstance(scale_factor, bool) or not isinstance(scale_factor, (int, float)) or \
-            not np.isfinite(scale_factor) or scale_factor <= 0:
+            not 0 < scale_factor < 1e300:
         raise ModelError(f"{where}: scale_factor must be a positive number, got {scale_factor!r}")
     if not _is_int(seed) or not 0 <= seed < 2 ** 63:
         raise ModelError(f"{where}: seed must be an integer in [0, 2**63), got {seed!r}")
