@@ -335,11 +335,15 @@ def make_batch(sketches: Sequence[np.ndarray], max_len: int, scale_factor: float
     out = np.zeros((b, max_len + 1, 5), dtype=dtype)
     lengths = np.zeros(b, dtype=np.int64)
     out[:, 0, :] = START_TOKEN
+    pens = []
     for i, s in enumerate(sketches):
-        s = _checked_stroke3(s, f"sketch {i} of the batch")
+        s = np.asarray(s)
+        if s.dtype.kind not in "biuf" or s.ndim != 2 or s.shape[1] != 3:
+            _checked_stroke3(s, f"sketch {i} of the batch")        # raises, naming the shape
         if len(s) > max_len:
             raise DataError(f"sketch {i} of the batch has {len(s)} points, more than "
                             f"max_len {max_len}")
+        pens.append(s[:, 2])
         if augment is not None:
             s = augment_sketch(s, augment, rng)
         n = len(s)
@@ -350,4 +354,11 @@ def make_batch(sketches: Sequence[np.ndarray], max_len: int, scale_factor: float
         out[i, 1:n + 1, 2] = ~p
         out[i, 1:n + 1, 3] = p
         out[i, n + 1:, 4] = 1.0
+    # values, in one pass over the batch; the loop only runs to name the bad sketch
+    pen = np.concatenate(pens) if pens else np.zeros(0)
+    if not (np.isfinite(out).all() and ((pen == 0) | (pen == 1)).all()):
+        for i, s in enumerate(sketches):
+            _checked_stroke3(s, f"sketch {i} of the batch")
+        raise DataError("the batch holds values beyond float32 (after scaling and "
+                        "augmentation); check the sketches' offsets")
     return Batch(out, lengths)
