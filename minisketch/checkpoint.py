@@ -29,13 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from .xp import to_numpy
-from .errors import MinisketchError, ModelError
+from .errors import DataError, MinisketchError, ModelError
 from .fileio import atomic_open
 from .hparams import HParams
 from .models import builtin_model_path, is_builtin
+from .safe_npz import SPLITS, NotZipError, NpzReader
 
 FORMAT = "minisketch-checkpoint"
 VERSION = 1
+MAX_MODEL_BYTES = 2 ** 31       # a checkpoint or model file (the paper's HyperLSTM-2048: 274 MB)
 
 
 # ----------------------------------------------------------------------------- JSON in arrays
@@ -46,12 +48,19 @@ def json_to_array(obj) -> np.ndarray:
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
 
 
+def _no_constant(name):
+    raise ValueError(f"{name} is not allowed in strict JSON")
+
+
 def array_to_json(a: np.ndarray):
-    """Inverse of :func:`json_to_array`."""
+    """Inverse of :func:`json_to_array`; ValueError for anything but strict JSON text."""
     a = np.asarray(a)
     if a.dtype != np.uint8 or a.ndim != 1:
         raise ValueError(f"expected a 1-D uint8 array of JSON text, got {a.dtype} {a.shape}")
-    return json.loads(a.tobytes().decode("utf-8"))
+    try:
+        return json.loads(a.tobytes().decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 # ----------------------------------------------------------------------------- writing
@@ -100,11 +109,70 @@ class Checkpoint:
     train_state: dict = field(default_factory=dict)
 
 
+def not_a_model(where: str, why: str = "") -> ModelError:
+    """The error for a file that is neither a minisketch nor a magenta.js model."""
+    return ModelError(f"{where} is not a model: expected a run folder, a checkpoint .npz or a "
+                      f".gen.json{f' ({why})' if why else ''}")
+
+
+def _read_arrays(path: Path, where: str) -> dict[str, np.ndarray]:
+    """The numeric arrays of a checkpoint file, or one ModelError saying what the file is."""
+    try:
+        with NpzReader(path, MAX_MODEL_BYTES, "checkpoint or model file", ModelError) as z:
+            if "format" not in z.names:
+                if set(SPLITS) <= set(z.names):
+                    raise not_a_model(where, "it is a sketch-rnn dataset")
+                raise not_a_model(where, "a .npz without minisketch's 'format' entry")
+            return {name: z.read(name) for name in z.names}
+    except NotZipError as e:
+        why = "it is empty" if "empty" in str(e) else "it is an HTML page" \
+            if "HTML" in str(e) else ""
+        raise not_a_model(where, why) from None
+    except DataError as e:
+        reason = str(e)
+        if reason.startswith(where):
+            reason = reason[len(where):].lstrip(": ")
+        reason = reason.replace("; download it again", "")
+        raise ModelError(f"{where} is corrupt or truncated and cannot be read "
+                         f"({reason})") from None
+
+
+def _json_entry(arrays: dict, key: str, where: str):
+    try:
+        return array_to_json(arrays[key])
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"{where} is corrupt: its '{key}' entry is not JSON text "
+                         f"({e})") from None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_optimizer(opt: dict, where: str) -> None:
+    """Adam's moments, step count and constants: the right kinds of numbers, all finite."""
+    m, v, t, be = (opt[k] for k in ("m", "v", "t", "betas_eps"))
+    for name, a in (("m", m), ("v", v)):
+        if a.ndim != 1 or a.dtype.kind != "f" or not np.isfinite(a).all():
+            raise ModelError(f"{where}: optimizer state {name!r} must be a 1-D array of finite "
+                             f"floats, got {a.dtype} {list(a.shape)}")
+    if m.shape != v.shape or (v < 0).any():
+        raise ModelError(f"{where}: optimizer moments do not fit each other (or are negative)")
+    if t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
+        raise ModelError(f"{where}: optimizer step count must be one integer >= 0")
+    if be.shape != (3,) or be.dtype.kind != "f" or not np.isfinite(be).all() or \
+            not (0 <= be[0] < 1 and 0 <= be[1] < 1 and be[2] > 0):
+        raise ModelError(f"{where}: optimizer constants (beta1, beta2, eps) are out of range")
+
+
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint or model file written by :func:`save_checkpoint` (never unpickles).
 
-    Raises :class:`ModelError` naming the file for a missing, truncated, corrupt or foreign
-    file. Parameter names and shapes are checked against a model by :func:`load_params`.
+    Raises :class:`ModelError` naming the file for a missing, special, too large, truncated,
+    corrupt or foreign file, and for entries of the wrong kind: non-JSON or non-strict JSON
+    text, a negative or non-integer step, non-float or non-finite parameters, an incomplete or
+    non-finite optimizer state. Parameter names and shapes are checked against a model by
+    :func:`load_params`.
     """
     path = Path(path)
     where = str(path)
@@ -112,45 +180,45 @@ def load_checkpoint(path) -> Checkpoint:
         raise ModelError(f"no checkpoint at {where}")
     if path.is_dir():
         raise ModelError(f"{where} is a folder; expected a .npz checkpoint file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            files = set(z.files)
-            if "format" not in files:
-                raise ModelError(f"{where} is not a minisketch checkpoint (it has no 'format' "
-                                 f"entry; a dataset .npz is not a model)")
-            head = array_to_json(z["format"])
-            if not isinstance(head, dict) or head.get("format") != FORMAT:
-                raise ModelError(f"{where} is not a minisketch checkpoint (format {head!r})")
-            if int(head.get("version", -1)) > VERSION:
-                raise ModelError(f"{where} was written by a newer minisketch (checkpoint "
-                                 f"version {head.get('version')}; this one reads {VERSION})")
-            missing = [k for k in ("config", "state") if k not in files]
-            if missing:
-                raise ModelError(f"{where} is incomplete: missing {', '.join(missing)}")
-            config = array_to_json(z["config"])
-            state = array_to_json(z["state"])
-            params = {k[len("params/"):]: z[k] for k in sorted(files) if k.startswith("params/")}
-            optim_keys = ("m", "v", "t", "betas_eps")
-            present = [k for k in optim_keys if f"optim/{k}" in files]
-            optimizer = {k: z[f"optim/{k}"] for k in present} if present else None
-    except ModelError:
-        raise
-    except Exception as e:  # BadZipFile, CRC errors, EOFError, ValueError (pickled entries), ...
-        raise ModelError(f"{where} is corrupt or truncated and cannot be read "
-                         f"({type(e).__name__}: {e}); use another checkpoint (best.npz, or "
-                         f"train again without --resume)") from None
+    arrays = _read_arrays(path, where)
+    head = _json_entry(arrays, "format", where)
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise not_a_model(where, "its format entry is not minisketch's")
+    if not _is_int(head.get("version")) or head["version"] < 1:
+        raise ModelError(f"{where} is corrupt: its checkpoint version is "
+                         f"{head.get('version')!r}")
+    if head["version"] > VERSION:
+        raise ModelError(f"{where} was written by a newer minisketch (checkpoint version "
+                         f"{head['version']}; this one reads {VERSION})")
+    missing = [k for k in ("config", "state") if k not in arrays]
+    if missing:
+        raise ModelError(f"{where} is incomplete: missing {', '.join(missing)}")
+    config = _json_entry(arrays, "config", where)
+    state = _json_entry(arrays, "state", where)
     if not isinstance(config, dict) or not isinstance(config.get("hparams"), dict):
         raise ModelError(f"{where}: its config has no hyperparameters")
-    if not isinstance(state, dict) or not isinstance(state.get("step"), int) or state["step"] < 0:
+    if not isinstance(state, dict) or not _is_int(state.get("step")) or state["step"] < 0:
         raise ModelError(f"{where}: its state has no valid step count")
+    for key in ("rng", "train"):
+        if not isinstance(state.get(key) or {}, dict):
+            raise ModelError(f"{where}: its state's {key!r} entry is not a JSON object")
+    params = {k[len("params/"):]: a for k, a in sorted(arrays.items()) if k.startswith("params/")}
     if not params:
         raise ModelError(f"{where} holds no parameters")
     for name, a in params.items():
         if not np.issubdtype(a.dtype, np.floating):
             raise ModelError(f"{where}: parameter {name} has dtype {a.dtype}, expected floats")
-    if optimizer is not None and len(optimizer) != 4:
-        raise ModelError(f"{where}: its optimizer state is incomplete "
-                         f"(has {', '.join(sorted(optimizer))})")
+        if not np.isfinite(a).all():
+            raise ModelError(f"{where}: parameter {name} holds NaN or infinite values; the "
+                             f"model is broken (use an earlier checkpoint)")
+    optim_keys = ("m", "v", "t", "betas_eps")
+    present = [k for k in optim_keys if f"optim/{k}" in arrays]
+    optimizer = {k: arrays[f"optim/{k}"] for k in present} if present else None
+    if optimizer is not None:
+        if len(optimizer) != 4:
+            raise ModelError(f"{where}: its optimizer state is incomplete "
+                             f"(has {', '.join(sorted(optimizer))})")
+        _check_optimizer(optimizer, where)
     return Checkpoint(path=where, config=config, params=params, step=state["step"],
                       optimizer=optimizer, rng=dict(state.get("rng") or {}),
                       train_state=dict(state.get("train") or {}))
@@ -166,21 +234,61 @@ def model_config(model) -> dict:
             "num_params": int(model.num_params)}
 
 
-def model_from_config(config: dict, backend: str | None = None, dtype: str | None = None,
-                      where: str = "config"):
-    """A freshly initialized SketchRNN built from a :func:`model_config` dict."""
-    from .model import SketchRNN
+def hparams_from_config(config: dict, where: str = "config") -> HParams:
+    """The HParams of a :func:`model_config` dict, validated (ModelError naming ``where``)."""
     try:
-        hp = HParams.from_dict(config["hparams"])
-        scale_factor = float(config.get("scale_factor", 1.0))
-        seed = int(config.get("seed", 0))
-    except (MinisketchError, TypeError, ValueError, KeyError) as e:
+        return HParams.from_dict(config["hparams"])
+    except (MinisketchError, TypeError, KeyError) as e:
         raise ModelError(f"{where}: unusable hyperparameters ({e})") from None
-    if not np.isfinite(scale_factor) or scale_factor <= 0:
-        raise ModelError(f"{where}: scale_factor must be a positive number, got {scale_factor}")
-    return SketchRNN(hp, backend=backend or "numpy",
-                     dtype=dtype or config.get("dtype", "float32"), seed=seed,
-                     scale_factor=scale_factor)
+
+
+def min_param_count(hp: HParams) -> int:
+    """A lower bound on the parameters of the model ``hp`` describes: its weight matrices
+    (every cell has ``W_xh [I, 4H]`` and ``W_hh [H, 4H]``; a HyperLSTM adds its own cell and
+    the ``[h, 4e]``/``[e, 4, H]`` projections), with no allocation. A file holding fewer
+    parameters cannot be that model, so it is refused before the model is built."""
+    def cell(name, n_in, H):
+        n = 4 * H * (n_in + H)
+        if name == "hyper":
+            h, e = hp.hyper_num_units, hp.hyper_embedding_size
+            n += 4 * h * (n_in + H + h) + 12 * e * H
+        return n
+    H, Nz = hp.dec_rnn_size, hp.z_size
+    n = H * (6 * hp.num_mixture + 3)
+    if not hp.conditional:
+        return n + cell(hp.dec_model, 5, H)
+    E = hp.enc_rnn_size
+    return n + cell(hp.dec_model, 5 + Nz, H) + 2 * cell(hp.enc_model, 5, E) + 4 * E * Nz + \
+        2 * Nz * H
+
+
+def model_from_config(config: dict, backend: str | None = None, dtype: str | None = None,
+                      where: str = "config", params: dict | None = None):
+    """A freshly initialized SketchRNN built from a :func:`model_config` dict.
+
+    With ``params`` (the arrays that will be loaded into it), a config describing a model far
+    larger than they can fill is refused before anything is allocated (a small mismatch is left
+    to :func:`check_params`, which names the parameter).
+    """
+    from .model import SketchRNN
+    hp = hparams_from_config(config, where)
+    scale_factor, seed = config.get("scale_factor", 1.0), config.get("seed", 0)
+    dtype = dtype or config.get("dtype", "float32")
+    if isinstance(scale_factor, bool) or not isinstance(scale_factor, (int, float)) or \
+            not 0 < scale_factor < 1e300:
+        raise ModelError(f"{where}: scale_factor must be a positive number, got {scale_factor!r}")
+    if not _is_int(seed) or not 0 <= seed < 2 ** 63:
+        raise ModelError(f"{where}: seed must be an integer in [0, 2**63), got {seed!r}")
+    if dtype not in ("float32", "float64"):
+        raise ModelError(f"{where}: dtype must be float32 or float64, got {dtype!r}")
+    if params is not None:
+        have, need = sum(int(np.size(a)) for a in params.values()), min_param_count(hp)
+        if need > 2 * have + 2 ** 20:
+            raise ModelError(f"{where} does not match the model it describes: its "
+                             f"hyperparameters need at least {need:,} parameters, the file "
+                             f"holds {have:,}")
+    return SketchRNN(hp, backend=backend or "numpy", dtype=dtype, seed=seed,
+                     scale_factor=float(scale_factor))
 
 
 def check_params(model, params: dict, where: str) -> None:
@@ -218,8 +326,11 @@ def _model_from_gen_json(path, backend: str, dtype: str | None):
     from .magenta import read_gen_json
     from .model import SketchRNN
     info, arrays = read_gen_json(path)
-    hp = HParams(conditional=False, dec_model="lstm", dec_rnn_size=int(info["dec_rnn_size"]),
-                 num_mixture=int(info["num_mixture"]), max_seq_len=int(info["max_seq_len"]))
+    try:
+        hp = HParams(conditional=False, dec_model="lstm", dec_rnn_size=int(info["dec_rnn_size"]),
+                     num_mixture=int(info["num_mixture"]), max_seq_len=int(info["max_seq_len"]))
+    except MinisketchError as e:
+        raise ModelError(f"{path}: unusable model sizes ({e})") from None
     model = SketchRNN(hp, backend=backend, dtype=dtype or "float32", seed=0,
                       scale_factor=float(info["scale_factor"]))
     load_params(model, arrays, str(path))
@@ -253,6 +364,7 @@ def load_model(path, backend: str = "numpy", dtype: str | None = None):
     if path.name.endswith(".json"):
         return _model_from_gen_json(path, backend, dtype)
     ck = load_checkpoint(path)
-    model = model_from_config(ck.config, backend=backend, dtype=dtype, where=str(path))
+    model = model_from_config(ck.config, backend=backend, dtype=dtype, where=str(path),
+                              params=ck.params)
     load_params(model, ck.params, str(path))
     return model

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import quickdraw, shapes, svg
 from .errors import DataError
+from .fileio import open_regular
 from .labels import read_labels
 from .safe_npz import SPLITS, load_npz
 from .strokes import clamp_stroke3, scale_factor
@@ -101,13 +102,15 @@ def _looks_like_path(source: str) -> bool:
 
 
 def _is_ndjson(path: Path) -> bool:
+    """By the extension, else by the first bytes; refuses anything but a regular file."""
+    with open_regular(path, None, DataError, ".npz or .ndjson file") as f:
+        head = f.read(64)
     suffix = path.suffix.lower()
     if suffix in (".ndjson", ".json"):
         return True
     if suffix == ".npz":
         return False
-    with open(path, "rb") as f:
-        return f.read(64).lstrip().startswith(b"{")
+    return head.lstrip().startswith(b"{")
 
 
 def _load_source(source, cache_dir, base_url, epsilon: float, seed: int):
@@ -125,7 +128,7 @@ def _load_source(source, cache_dir, base_url, epsilon: float, seed: int):
     path = Path(text).expanduser()
     if (path.is_file() or path.is_dir()) and svg.is_svg_path(path):
         return _load_svg(path, epsilon, seed)
-    if path.is_file():
+    if path.exists() and not path.is_dir():          # a FIFO or a device is refused there
         if _is_ndjson(path):
             splits = quickdraw.split_sketches(quickdraw.read_ndjson(path, epsilon), seed)
         else:

@@ -8,11 +8,32 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, fields
+
+import numpy as np
 
 from .errors import MinisketchError
 
 CELLS = ("lstm", "layer_norm", "hyper")
+CHOICES = {"enc_model": CELLS, "dec_model": CELLS}
+MAX_UNITS = 4096              # largest layer width (the paper's largest decoder is 2048)
+MAX_SEQ_LEN = 10_000          # longest sketch a model is built for (QuickDraw: 250 after RDP)
+# field -> (low, high, low excluded): the range validate() accepts
+RANGES = {
+    "max_seq_len": (1, MAX_SEQ_LEN, False), "batch_size": (1, 10_000, False),
+    "enc_rnn_size": (1, MAX_UNITS, False), "dec_rnn_size": (1, MAX_UNITS, False),
+    "z_size": (1, MAX_UNITS, False), "num_mixture": (1, 1000, False),
+    "hyper_num_units": (1, MAX_UNITS, False), "hyper_embedding_size": (1, MAX_UNITS, False),
+    "random_scale_factor": (0.0, 1.0, False), "augment_stroke_prob": (0.0, 1.0, False),
+    "recurrent_dropout_prob": (0.0, 1.0, True), "input_dropout_prob": (0.0, 1.0, True),
+    "output_dropout_prob": (0.0, 1.0, True),
+    "kl_weight": (0.0, 1e6, False), "kl_weight_start": (0.0, 1e6, False),
+    "kl_decay_rate": (0.0, 1.0, False), "kl_tolerance": (0.0, 1e6, False),
+    "learning_rate": (0.0, 10.0, True), "decay_rate": (0.0, 1.0, True),
+    "min_learning_rate": (0.0, 10.0, False), "grad_clip": (0.0, 1e6, True),
+}
 
 
 @dataclass
@@ -54,17 +75,40 @@ class HParams:
         self.validate()
 
     def validate(self) -> "HParams":
-        for name in ("enc_model", "dec_model"):
-            if getattr(self, name) not in CELLS:
-                raise MinisketchError(f"{name} must be one of {', '.join(CELLS)}, "
-                                      f"got {getattr(self, name)!r}")
-        for name in ("enc_rnn_size", "dec_rnn_size", "z_size", "num_mixture", "batch_size",
-                     "max_seq_len", "hyper_num_units", "hyper_embedding_size"):
-            if int(getattr(self, name)) < 1:
-                raise MinisketchError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
-            if not 0.0 < float(getattr(self, name)) <= 1.0:
-                raise MinisketchError(f"{name} (a keep probability) must be in (0, 1]")
+        """Check every field's type and range (see :data:`RANGES`); raise MinisketchError
+        naming the first bad one. Numbers are normalized in place (``1`` -> ``1.0`` for a float
+        field, NumPy scalars -> Python), so the config is plain JSON."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in CHOICES:
+                if value not in CHOICES[f.name]:
+                    raise MinisketchError(f"{f.name} must be one of "
+                                          f"{', '.join(CHOICES[f.name])}, got {value!r}")
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            if kind == "bool":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise MinisketchError(f"{f.name} must be true or false, got {value!r}")
+                setattr(self, f.name, bool(value))
+                continue
+            lo, hi, lo_open = RANGES[f.name]
+            if kind == "int":
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                    raise MinisketchError(f"{f.name} must be an integer, got {value!r}")
+                value = int(value)
+            else:
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                    raise MinisketchError(f"{f.name} must be a number, got {value!r}")
+                value = float(value)
+            below = value <= lo if lo_open else value < lo
+            if not math.isfinite(value) or below or value > hi:
+                what = "an integer" if kind == "int" else "a number"
+                raise MinisketchError(f"{f.name} must be {what} in {'(' if lo_open else '['}"
+                                      f"{lo:g}, {hi:g}], got {value!r}")
+            setattr(self, f.name, value)
+        if self.min_learning_rate > self.learning_rate:
+            raise MinisketchError(f"min_learning_rate ({self.min_learning_rate:g}) must not be "
+                                  f"above learning_rate ({self.learning_rate:g})")
         return self
 
     def to_dict(self) -> dict:
@@ -72,6 +116,9 @@ class HParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HParams":
+        if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+            raise MinisketchError(f"hyperparameters must be a mapping of names to values, "
+                                  f"got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

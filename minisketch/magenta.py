@@ -38,12 +38,13 @@ import binascii
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .errors import ModelError
+from .fileio import read_regular
 from .fileio import write_bytes_atomic as _write_bytes_atomic
+from .hparams import MAX_SEQ_LEN
 
 ARRAY_NAMES = ("out/W", "out/b", "dec/W_xh", "dec/W_hh", "dec/b")  # the file's order
 QUANT_RANGE = 10.0          # weights are stored in [-10, 10]
@@ -54,6 +55,7 @@ FLOAT32_BOUND = ROUND_TRIP_BOUND + QUANT_RANGE * 2.0 ** -24  # the same, after r
 MAGENTA_NUM_MIXTURE = 20    # magenta.js hard-codes M
 GEN_MODES = (2, "gen")      # decoder-only; 0/"vae" and others are conditional models
 FORMAT_VERSION = 6
+MAX_FILE_BYTES = 2 ** 28    # a .gen.json (the 512-unit magenta.js models: 3 MB)
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,9 @@ def _check_info(info, where: str) -> dict:
                          f"got {sf!r}")
     n = info["max_seq_len"]
     if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) \
-            or n != int(n) or n < 1:
-        raise ModelError(f"{where}: info max_seq_len must be a positive integer, got {n!r}")
+            or n != int(n) or not 1 <= n <= MAX_SEQ_LEN:
+        raise ModelError(f"{where}: info max_seq_len must be an integer from 1 to "
+                         f"{MAX_SEQ_LEN}, got {n!r}")
     return info
 
 
@@ -182,17 +185,17 @@ def read_gen_json(path) -> tuple[dict, dict[str, np.ndarray]]:
     ``10.0 * int16 / 32767``. Any problem raises one :class:`ModelError` naming the file.
     """
     where = str(path)
+    data = read_regular(path, MAX_FILE_BYTES, ModelError, "magenta.js .gen.json model")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ModelError(f"cannot read model file {where}: {e.strerror or e}") from None
+        doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ModelError(f"{where}: not a magenta.js model (not UTF-8 JSON text)") from None
-    try:
-        doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise ModelError(f"{where}: not valid JSON ({e.msg} at line {e.lineno}, column "
                          f"{e.colno}); expected a magenta.js .gen.json model") from None
+    except (ValueError, RecursionError) as e:     # a 5000-digit number, deep nesting
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise ModelError(f"{where}: not a magenta.js model ({why})") from None
     if not isinstance(doc, list) or len(doc) != 3:
         what = f"a list of {len(doc)}" if isinstance(doc, list) else type(doc).__name__
         raise ModelError(f"{where}: a magenta.js model is a JSON list [info, shapes, weights], "

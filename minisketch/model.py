@@ -248,7 +248,10 @@ class SketchRNN:
             raise DataError(f"a batch is stroke-5 [B, N_max + 1, 5] with N_max >= 1, got shape "
                             f"{list(strokes.shape)}")
         B, N = strokes.shape[0], strokes.shape[1] - 1
-        if B < 1 or lengths.shape != (B,):
+        if B < 1:
+            raise DataError(f"a batch needs at least one sketch, got an empty batch of shape "
+                            f"{list(strokes.shape)}")
+        if lengths.shape != (B,):
             raise DataError(f"batch lengths must have shape [{B}], got {list(lengths.shape)}")
         lo = 1 if self.hp.conditional else 0
         if lengths.min() < lo or lengths.max() > N:

@@ -23,6 +23,7 @@ cache is reused without touching the network.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import re
@@ -38,6 +39,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import DataError
+from .fileio import open_regular
 from .safe_npz import SPLITS, npz_keys, write_npz
 from .strokes import polylines_to_stroke3, rdp
 
@@ -58,6 +60,20 @@ _CLASS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 '\-]{0,63}$")
 # drawings -> stroke-3
 
 
+def _numbers(values, where: str) -> np.ndarray:
+    """A JSON list of numbers -> float64 array, or DataError (nested lists, text, bools, NaN,
+    integers too large for a float)."""
+    if not all(type(v) in (int, float) for v in values):
+        raise DataError(f"{where} has coordinates that are not numbers")
+    try:
+        out = np.array(values, dtype=np.float64)
+    except (OverflowError, ValueError):
+        raise DataError(f"{where} has coordinates too large for a float") from None
+    if not np.isfinite(out).all():
+        raise DataError(f"{where} contains NaN or infinite coordinates")
+    return out
+
+
 def _strokes_of(drawing, where: str) -> tuple[list[np.ndarray], bool]:
     """Validate a drawing; returns (list of [n, 2] float64 absolute polylines, is_raw)."""
     if not isinstance(drawing, list):
@@ -72,13 +88,8 @@ def _strokes_of(drawing, where: str) -> tuple[list[np.ndarray], bool]:
         if len(set(len(c) for c in stroke)) != 1:
             raise DataError(f"{where}: stroke {k} has lists of different lengths")
         raw = raw or len(stroke) == 3
-        try:
-            xy = np.array([stroke[0], stroke[1]], dtype=np.float64).T.reshape(-1, 2)
-        except (TypeError, ValueError):
-            raise DataError(f"{where}: stroke {k} has coordinates that are not numbers") from None
-        if not np.isfinite(xy).all():
-            raise DataError(f"{where}: stroke {k} contains NaN or infinite coordinates")
-        lines.append(xy)
+        cols = [_numbers(c, f"{where}: stroke {k}") for c in stroke]
+        lines.append(np.stack(cols[:2], axis=1).reshape(-1, 2))
     return lines, raw
 
 
@@ -103,6 +114,8 @@ def drawing_to_stroke3(drawing, epsilon: float = 2.0, where: str = "drawing") ->
     if epsilon and epsilon > 0:
         lines = [rdp(line, epsilon) for line in lines]
     s3 = polylines_to_stroke3([np.rint(line) for line in lines])
+    if not np.isfinite(s3).all():
+        raise DataError(f"{where}: coordinates span more than a float can hold")
     if np.abs(s3).max() > np.iinfo(np.int16).max:
         raise DataError(f"{where}: coordinates do not fit int16 (over 32767 pixels)")
     return s3.astype(np.int16)
@@ -119,11 +132,11 @@ def read_ndjson(path: str | os.PathLike | Iterable[str], epsilon: float = 2.0,
     name = str(path) if isinstance(path, (str, os.PathLike)) else "ndjson input"
     if isinstance(path, (str, os.PathLike)):
         p = Path(path)
-        if not p.is_file():
-            raise DataError(f"{p} does not exist (or is not a file)")
-        if p.stat().st_size == 0:
+        f = open_regular(p, None, DataError, "QuickDraw .ndjson file")
+        if os.fstat(f.fileno()).st_size == 0:
+            f.close()
             raise DataError(f"{p} is empty (0 bytes)")
-        lines_in = open(p, "r", encoding="utf-8", errors="strict")
+        lines_in = io.TextIOWrapper(f, encoding="utf-8", errors="strict")
     else:
         lines_in = path
     out = []
@@ -137,8 +150,10 @@ def read_ndjson(path: str | os.PathLike | Iterable[str], epsilon: float = 2.0,
                                 "(a download that returned an error page?)")
             try:
                 obj = json.loads(line)
-            except ValueError as e:
-                raise DataError(f"{where} is not valid JSON ({e.msg}); is the file truncated "
+            except (ValueError, RecursionError) as e:
+                why = getattr(e, "msg", None) or ("nested too deeply" if isinstance(
+                    e, RecursionError) else str(e))
+                raise DataError(f"{where} is not valid JSON ({why}); is the file truncated "
                                 "or not QuickDraw .ndjson?") from None
             if not isinstance(obj, dict) or "drawing" not in obj:
                 raise DataError(f"{where} has no \"drawing\" field; not QuickDraw .ndjson")
@@ -261,7 +276,7 @@ def _check_download(tmp: Path, fmt: str, url: str) -> None:
                 first = f.readline()
         try:
             obj = json.loads(first)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise DataError(f"{url} did not return QuickDraw .ndjson (first line is not "
                             "JSON)") from None
         if not isinstance(obj, dict) or "drawing" not in obj:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import math
-import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -62,6 +61,12 @@ def check_sketch(sketch, where: str = "sketch") -> np.ndarray:
     if not np.all((a[:, 2] == 0) | (a[:, 2] == 1)):
         raise DataError(f"{where}: the pen column (third) must hold 0 (pen stays down) or 1 "
                         f"(pen lifts after this point)")
+    with np.errstate(over="ignore", invalid="ignore"):
+        xy = np.cumsum(a[:, :2], axis=0)
+        spans = np.ptp(xy, axis=0) if np.isfinite(xy).all() else np.array([np.inf])
+    if not np.isfinite(spans).all():
+        raise DataError(f"{where}: the offsets are too large: the drawing's positions overflow "
+                        f"a float (|dx|, |dy| up to {np.abs(a[:, :2]).max():.3g})")
     return a
 
 
@@ -449,35 +454,49 @@ def save_npz(sketches_or_sketch, path) -> None:
 def load_sketches_npz(path, key: str | None = None) -> list[np.ndarray]:
     """Read sketches from a ``.npz``: a drawing file or a sketch-rnn dataset.
 
-    A drawing file (written by :func:`save_npz`) is read with ``allow_pickle=False``. A file
-    without ``count`` is read as sketch-rnn object arrays through :mod:`minisketch.safe_npz`
-    (which never unpickles anything but plain NumPy arrays); ``key`` names the array to read
-    (e.g. ``"test"``) and may be left out when the file holds only one.
+    A drawing file (written by :func:`save_npz`) holds numeric arrays only, and ``count`` may
+    not exceed the arrays it holds. A file without ``count`` is read as sketch-rnn object arrays;
+    ``key`` names the array to read (e.g. ``"test"``) and may be left out when the file holds
+    only one. Both go through :mod:`minisketch.safe_npz` (no pickled code runs, every size is
+    checked before it is allocated).
     """
+    from .safe_npz import NpzReader
+
+    def unreadable(e):
+        reason = str(e)[len(str(path)):].lstrip(": ") if str(e).startswith(str(path)) else e
+        return DataError(f"cannot read drawings from {path}: {reason}")
+
     try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.files)
-            if "count" in keys:
-                arrays = {k: z[k] for k in keys if k == "count" or k.startswith("sketch_")}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        # OSError: absent or unreadable; ValueError: not an npz, or a pickled (object) array
-        raise DataError(f"cannot read drawings from {path}: {e}") from None
-    if "count" not in keys:
-        return _load_object_arrays(path, keys, key)
-    if key is not None:
-        raise DataError(f"{path} is a drawing file (sketch_0, sketch_1, ...); it has no "
-                        f"arrays to choose with key={key!r}")
-    count = arrays["count"]
-    if count.shape != () or not np.issubdtype(count.dtype, np.integer) or count < 0:
-        raise DataError(f"{path}: 'count' must be one non-negative integer")
-    names = [f"sketch_{i}" for i in range(int(count))]
-    missing = [n for n in names if n not in arrays]
-    if missing:
-        raise DataError(f"{path}: count is {int(count)} but {', '.join(missing[:3])}"
-                        f"{' ...' if len(missing) > 3 else ''} missing; the file is incomplete")
-    for name in names:
-        check_sketch(arrays[name], f"{path}: {name}")
-    return [arrays[name] for name in names]
+        z = NpzReader(path, None, "drawing .npz file")
+    except DataError as e:
+        raise unreadable(e) from None
+    with z:
+        keys = list(z.names)
+        if "count" not in keys:
+            return _load_object_arrays(path, keys, key)
+        if key is not None:
+            raise DataError(f"{path} is a drawing file (sketch_0, sketch_1, ...); it has no "
+                            f"arrays to choose with key={key!r}")
+        try:
+            count = z.read("count")
+        except DataError as e:
+            raise unreadable(e) from None
+        if count.shape != () or not np.issubdtype(count.dtype, np.integer) or count < 0:
+            raise DataError(f"{path}: 'count' must be one non-negative integer")
+        held = sum(1 for k in keys if k.startswith("sketch_"))
+        names = [f"sketch_{i}" for i in range(min(int(count), held + 3))]  # count is the file's
+        missing = [n for n in names if n not in keys]
+        if missing:
+            raise DataError(f"{path}: count is {int(count)} but {', '.join(missing[:3])}"
+                            f"{' ...' if len(missing) > 3 or int(count) > held + 3 else ''} "
+                            f"missing; the file is incomplete")
+        try:
+            out = [z.read(name) for name in names]
+        except DataError as e:
+            raise unreadable(e) from None
+    for name, a in zip(names, out):
+        check_sketch(a, f"{path}: {name}")
+    return out
 
 
 def _load_object_arrays(path, keys: list[str], key: str | None) -> list[np.ndarray]:

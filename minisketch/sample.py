@@ -32,6 +32,8 @@ import numpy as np
 from .backend import BACKENDS
 from .cli import ArgumentParser
 from .errors import DataError, MinisketchError, run_cli
+from .fileio import read_regular
+from .hparams import MAX_SEQ_LEN
 
 MODES = {
     "generate": "sample new sketches (decoder-only model, or z ~ N(0, I) for a conditional one)",
@@ -46,6 +48,9 @@ INPUTS_NEEDED = {"generate": (0, 0), "reconstruct": (1, None), "interpolate": (2
 DEFAULT_N = {"generate": 16, "reconstruct": 1, "interpolate": 1, "analogy": 4, "complete": 4}
 DEFAULT_TEMPERATURE = {"complete": 0.8}      # the paper's value for completion; others 0.5
 OUT_FORMATS = (".svg", ".png", ".gif", ".npz")
+MAX_SKETCHES = 1000           # sketches one command draws (-n, --steps, inputs)
+MAX_TEMPERATURE = 100.0
+MAX_INPUT_BYTES = 2 ** 26     # a --input .json file
 
 
 class _InputAction(argparse.Action):
@@ -120,13 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- inputs
 
-def _sketches_from_json(path: Path) -> list[np.ndarray]:
+def _json_rows(rows, where: str) -> np.ndarray:
+    """A JSON list of [dx, dy, p] rows -> float64 [L, 3], or one DataError."""
+    if not isinstance(rows, list) or not rows:
+        raise DataError(f"{where}: the sketch is empty; give at least one [dx, dy, p] row")
+    if not all(isinstance(r, list) and len(r) == 3 and all(type(v) in (int, float) for v in r)
+               for r in rows):
+        raise DataError(f"{where}: every row must be [dx, dy, p] with three numbers")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e}); expected [[dx, dy, p], ...]") from None
+        return np.asarray(rows, dtype=np.float64)
+    except OverflowError:
+        raise DataError(f"{where}: a number is too large for a float") from None
+
+
+def _sketches_from_json(path: Path) -> list[np.ndarray]:
+    data = read_regular(path, MAX_INPUT_BYTES, DataError, ".json list of [dx, dy, p] rows")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise DataError(f"{path}: not valid JSON ({why}); expected [[dx, dy, p], ...]") from None
     if not isinstance(doc, list):
         raise DataError(f"{path}: expected a list of [dx, dy, p] rows (or a list of such "
                         f"sketches), got {type(doc).__name__}")
@@ -134,32 +152,24 @@ def _sketches_from_json(path: Path) -> list[np.ndarray]:
         raise DataError(f"{path}: the sketch is empty; give at least one [dx, dy, p] row")
     nested = isinstance(doc[0], list) and doc[0] and isinstance(doc[0][0], list)
     sketches = doc if nested else [doc]
-    out = []
-    for k, rows in enumerate(sketches):
-        where = f"{path}" + (f" sketch {k}" if nested else "")
-        if not isinstance(rows, list) or not rows:
-            raise DataError(f"{where}: the sketch is empty; give at least one [dx, dy, p] row")
-        if not all(isinstance(r, list) and len(r) == 3 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
-                for r in rows):
-            raise DataError(f"{where}: every row must be [dx, dy, p] with three numbers")
-        out.append(np.asarray(rows, dtype=np.float64))
-    return out
+    return [_json_rows(rows, f"{path}" + (f" sketch {k}" if nested else ""))
+            for k, rows in enumerate(sketches)]
 
 
 def _sketches_from_file(path_text: str) -> list[np.ndarray]:
     path = Path(path_text)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"--input {path}: no such file")
     ext = path.suffix.lower()
     if ext == ".json":
         return _sketches_from_json(path)
     if ext == ".npz":
         from .render import load_sketches_npz
+        from .safe_npz import NpzReader
         try:
-            with np.load(path, allow_pickle=False) as z:      # lists names, loads nothing
-                names = set(z.files)
-        except Exception:
+            with NpzReader(path, None, "drawing .npz file") as z:      # lists names only
+                names = set(z.names)
+        except DataError:
             names = set()                                     # load_sketches_npz says why
         if names & {"train", "valid", "test"}:
             raise DataError(f"--input {path} is a sketch-rnn dataset; pick its sketches with "
@@ -185,6 +195,9 @@ def gather_inputs(args) -> list[np.ndarray]:
     for kind, value in items:
         if kind == "input":
             out.extend(_sketches_from_file(value))
+            if len(out) > MAX_SKETCHES:
+                raise DataError(f"more than {MAX_SKETCHES} input sketches (with --input "
+                                f"{value}); give fewer")
             continue
         if not 0 <= value < len(split):
             raise DataError(f"--index {value} is out of range: the {args.split} split of "
@@ -195,6 +208,28 @@ def gather_inputs(args) -> list[np.ndarray]:
     for k, s in enumerate(out):       # numbers, [L, 3], L >= 1, finite, pen 0 or 1
         check_sketch(s, f"input sketch {k + 1}")
     return out
+
+
+def check_sizes(args) -> None:
+    """Bound what the command line asks for before anything is allocated (MinisketchError
+    naming the option and the limit): at most MAX_SKETCHES sketches drawn, MAX_SEQ_LEN points
+    per sketch."""
+    n = DEFAULT_N[args.mode] if args.n is None else args.n
+    if not 1 <= n <= MAX_SKETCHES:
+        raise MinisketchError(f"-n must be from 1 to {MAX_SKETCHES}, got {n}")
+    if args.max_len is not None and not 1 <= args.max_len <= MAX_SEQ_LEN:
+        raise MinisketchError(f"--max-len must be from 1 to {MAX_SEQ_LEN}, got {args.max_len}")
+    steps = getattr(args, "steps", None)
+    if steps is not None and not 2 <= steps <= MAX_SKETCHES:
+        raise MinisketchError(f"--steps must be from 2 to {MAX_SKETCHES}, got {steps}")
+    if steps is not None and n * steps > MAX_SKETCHES:
+        raise MinisketchError(f"-n {n} paths of --steps {steps} points are {n * steps} "
+                              f"sketches; at most {MAX_SKETCHES} are drawn at once")
+    if not 0 <= args.seed < 2 ** 63:
+        raise MinisketchError(f"--seed must be an integer from 0 to 2**63 - 1, got {args.seed}")
+    if args.temperature is not None and not (0 < args.temperature <= MAX_TEMPERATURE):
+        raise MinisketchError(f"--temperature must be a number in (0, {MAX_TEMPERATURE:g}], "
+                              f"got {args.temperature}")
 
 
 def _check_count(mode: str, k: int) -> None:
@@ -336,12 +371,12 @@ def write_picture(pic: Picture, out: Path) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = _check_out(args.out)
-    if args.max_len is not None and args.max_len < 1:
-        raise MinisketchError(f"--max-len must be at least 1, got {args.max_len}")
-    if args.temperature is not None and not args.temperature > 0:
-        raise MinisketchError(f"--temperature must be positive, got {args.temperature}")
+    check_sizes(args)
     inputs = gather_inputs(args)
     _check_count(args.mode, len(inputs))
+    if args.mode == "reconstruct" and len(inputs) * (args.n or 1) > MAX_SKETCHES:
+        raise MinisketchError(f"{len(inputs)} inputs with -n {args.n} are more than the "
+                              f"{MAX_SKETCHES} sketches drawn at once")
     from .checkpoint import load_model
     model = load_model(args.model, backend=args.backend)
     n = write_picture(run_mode(model, args, inputs), out)

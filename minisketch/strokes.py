@@ -21,6 +21,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from .errors import DataError
+from .hparams import MAX_SEQ_LEN
 
 LIMIT = 1000.0                       # clamp every column to [-LIMIT, LIMIT] (reference "limit")
 START_TOKEN = (0.0, 0.0, 1.0, 0.0, 0.0)   # S0, the row every batch starts with
@@ -278,6 +279,21 @@ def augment_sketch(s3: np.ndarray, augment: Augment, rng: np.random.Generator) -
 # batches
 
 
+def _checked_stroke3(s, where: str) -> np.ndarray:
+    """A stroke-3 array as given, after one DataError for anything else: a shape other than
+    [L, 3], non-numbers, NaN or inf, a pen value other than 0 or 1."""
+    a = np.asarray(s)
+    if a.dtype.kind not in "biuf" or a.ndim != 2 or a.shape[1] != 3:
+        raise DataError(f"{where} has shape {list(a.shape)} and dtype {a.dtype}; expected "
+                        f"stroke-3 rows [L, 3] of numbers (dx, dy, pen)")
+    if not np.isfinite(a).all():
+        raise DataError(f"{where} holds NaN or infinite values")
+    if not ((a[:, 2] == 0) | (a[:, 2] == 1)).all():
+        raise DataError(f"{where} has a pen value other than 0 and 1 (the third column: "
+                        f"0 pen stays down, 1 pen lifts)")
+    return a
+
+
 class Batch(NamedTuple):
     """A model-ready batch; unpacks as ``x, lengths = batch``.
 
@@ -295,12 +311,17 @@ def make_batch(sketches: Sequence[np.ndarray], max_len: int, scale_factor: float
                dtype=np.float32) -> Batch:
     """Build a :class:`Batch` from stroke-3 sketches in data units.
 
-    sketches:     B stroke-3 arrays ``[L_b, 3]`` (L_b <= max_len, else DataError).
-    max_len:      N_max; the result has ``max_len + 1`` rows per sketch.
+    sketches:     B stroke-3 arrays ``[L_b, 3]`` of finite numbers, pen 0 or 1, L_b <= max_len
+                  (DataError otherwise).
+    max_len:      N_max (1..MAX_SEQ_LEN); the result has ``max_len + 1`` rows per sketch.
     scale_factor: dx, dy are divided by it (the dataset's normalizing factor).
     rng, augment: with ``augment`` (an :class:`Augment`, or a pair ``(f, prob)``) each sketch gets
                   :func:`augment_sketch` with draws from ``rng`` (required then), in batch order.
     """
+    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or \
+            not 1 <= max_len <= MAX_SEQ_LEN:
+        raise DataError(f"make_batch: max_len must be an integer from 1 to {MAX_SEQ_LEN}, "
+                        f"got {max_len!r}")
     max_len = int(max_len)
     if augment is not None:
         if rng is None:
@@ -308,17 +329,21 @@ def make_batch(sketches: Sequence[np.ndarray], max_len: int, scale_factor: float
                              "(np.random.Generator)")
         augment = Augment(*augment)
     if not scale_factor or not np.isfinite(scale_factor):
-        raise ValueError(f"make_batch: scale_factor must be a nonzero finite number, "
-                         f"got {scale_factor}")
+        raise DataError(f"make_batch: scale_factor must be a nonzero finite number, "
+                        f"got {scale_factor}")
     b = len(sketches)
     out = np.zeros((b, max_len + 1, 5), dtype=dtype)
     lengths = np.zeros(b, dtype=np.int64)
     out[:, 0, :] = START_TOKEN
+    pens = []
     for i, s in enumerate(sketches):
-        s = np.asarray(s).reshape(-1, 3)
+        s = np.asarray(s)
+        if s.dtype.kind not in "biuf" or s.ndim != 2 or s.shape[1] != 3:
+            _checked_stroke3(s, f"sketch {i} of the batch")        # raises, naming the shape
         if len(s) > max_len:
             raise DataError(f"sketch {i} of the batch has {len(s)} points, more than "
                             f"max_len {max_len}")
+        pens.append(s[:, 2])
         if augment is not None:
             s = augment_sketch(s, augment, rng)
         n = len(s)
@@ -329,4 +354,11 @@ def make_batch(sketches: Sequence[np.ndarray], max_len: int, scale_factor: float
         out[i, 1:n + 1, 2] = ~p
         out[i, 1:n + 1, 3] = p
         out[i, n + 1:, 4] = 1.0
+    # values, in one pass over the batch; the loop only runs to name the bad sketch
+    pen = np.concatenate(pens) if pens else np.zeros(0)
+    if not (np.isfinite(out).all() and ((pen == 0) | (pen == 1)).all()):
+        for i, s in enumerate(sketches):
+            _checked_stroke3(s, f"sketch {i} of the batch")
+        raise DataError("the batch holds values beyond float32 (after scaling and "
+                        "augmentation); check the sketches' offsets")
     return Batch(out, lengths)

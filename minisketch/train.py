@@ -22,13 +22,17 @@ Presets: ``quick`` (a small model on ``builtin:shapes`` that trains in minutes o
 is the default when no ``--data`` is given; ``paper`` (the reference hyperparameters, HParams
 defaults) when ``--data`` is given. Options given explicitly override the preset.
 
-Reliability. Checkpoints are written atomically (checkpoint.py). SIGINT (Ctrl-C) or SIGTERM
-stops at the next step boundary, saves ``checkpoint.npz`` and exits with status 130 (a second
-signal aborts at once; the checkpoint on disk is then the previous one, still intact). A
-non-finite loss stops training with an ``error:`` line and exit status 1 without writing any
-checkpoint from the bad parameters. ``--resume`` continues ``<out>/checkpoint.npz`` with its
-parameters, optimizer state, step, batch RNG state and running averages, so 10 steps then a
-resume to 20 gives bit-identical parameters to 20 steps in one run.
+Reliability (docs/untrusted_files.md). ``--out`` is locked (an OS lock on ``.minisketch.lock``)
+while a run lives; a non-empty folder that is not a run is refused. An evaluation appends its
+``log.jsonl`` line, then writes ``checkpoint.npz`` (atomically), then ``best.npz``, so a crash
+anywhere leaves a folder that ``--resume`` continues exactly, log included. SIGINT (Ctrl-C) or
+SIGTERM stops at the next step boundary (or cuts an evaluation or the samples short), saves
+``checkpoint.npz`` and exits with status 130; a second signal aborts at once. A run that fails
+before its first checkpoint leaves nothing behind. A non-finite loss stops training with an
+``error:`` line and exit status 1 without writing any checkpoint from the bad parameters.
+``--resume`` continues ``<out>/checkpoint.npz`` with its parameters, optimizer state, step,
+batch RNG state and running averages, so 10 steps then a resume to 20 gives bit-identical
+parameters to 20 steps in one run.
 
 Threads. Run as a command, this module pins the BLAS library to one thread unless one of
 ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set, and the CPU backends
@@ -38,8 +42,11 @@ machine busy with other work they stall each other at every call (quick preset o
 cores: 0.14 s per step with one thread, 1.3 s with two). Set ``OMP_NUM_THREADS=N`` to choose
 otherwise (the step is then not split unless ``--threads`` says so).
 
-Test hook: the environment variable ``MINISKETCH_INJECT_NAN_AT_STEP=K`` writes a NaN into the
-training batch of step K (used by the test suite to exercise the non-finite-loss path).
+Test hooks: the environment variable ``MINISKETCH_INJECT_NAN_AT_STEP=K`` writes a NaN into the
+training batch of step K (the non-finite-loss path); ``MINISKETCH_FAULT`` (faults.py) kills or
+interrupts the run at a named point: ``eval:valid``, ``eval:logged`` (log line written),
+``eval:checkpointed`` (checkpoint written, best.npz not yet), ``eval:samples``, or
+``rename:<file>`` inside an atomic write.
 """
 from __future__ import annotations
 
@@ -50,6 +57,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,13 +67,21 @@ if __name__ == "__main__" and not any(v in os.environ for v in BLAS_THREAD_VARS)
 
 import numpy as np  # noqa: E402
 
+from . import faults  # noqa: E402
 from .backend import BACKENDS, get_backend, to_numpy  # noqa: E402
-from .checkpoint import load_checkpoint, load_params, model_config, save_checkpoint  # noqa: E402
+from .checkpoint import (hparams_from_config, load_checkpoint, load_params,  # noqa: E402
+                         model_config, save_checkpoint)
 from .cli import ArgumentParser, LenientParser  # noqa: E402
 from .errors import MinisketchError, ModelError, run_cli  # noqa: E402
-from .fileio import atomic_open, write_bytes_atomic  # noqa: E402
-from .hparams import HParams, add_hparam_arguments, hparams_from_args  # noqa: E402
+from .fileio import (atomic_open, read_regular, remove_stale_temporaries,  # noqa: E402
+                     write_bytes_atomic)
+from .hparams import MAX_SEQ_LEN, HParams, add_hparam_arguments, hparams_from_args  # noqa: E402
 from .optim import Adam, kl_weight, learning_rate  # noqa: E402
+
+try:
+    import fcntl
+except ImportError:        # not POSIX: runs are not locked
+    fcntl = None
 
 LOSS_KEYS = ("recon", "offset", "pen", "kl", "loss")
 DEFAULT_DATA = "builtin:shapes"
@@ -93,6 +109,10 @@ TRAIN_DEFAULTS = dict(backend="numpy", dtype="float32", steps=1000, eval_every=5
 # options that may differ between a run and its --resume (they do not change the trajectory;
 # backend and threads change it only by float rounding)
 RESUMABLE_CHANGES = ("steps", "eval_every", "log_every", "samples", "backend", "threads")
+MAX_SAMPLES = 100                 # sketches in the samples grid (--samples)
+LOCK_NAME = ".minisketch.lock"
+OUTPUTS = ("config.json", "log.jsonl", "checkpoint.npz", "best.npz", "loss.png", "samples.svg",
+           "samples.png")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -241,12 +261,165 @@ class TrainState:
         return dict(self.__dict__)
 
     @classmethod
-    def from_json(cls, d: dict) -> "TrainState":
+    def from_json(cls, d: dict, step: int, where: str) -> "TrainState":
+        """The state saved with a checkpoint at ``step``, checked field by field (ModelError
+        naming ``where`` and the field, never a TypeError in the middle of training)."""
+        def bad(name, want):
+            return ModelError(f"{where}: its training state is unusable: {name} must be {want}, "
+                              f"got {d.get(name)!r}; use another checkpoint or start a new run")
+
+        def number(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        def count(v, hi):
+            return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
+
         st = cls()
-        for k, v in d.items():
-            if hasattr(st, k):
-                setattr(st, k, v)
+        if not isinstance(d, dict):
+            raise ModelError(f"{where}: its training state is not a JSON object")
+        for name in ("best_valid_loss", "best_step", "last_eval_step"):
+            if d.get(name) is None:
+                continue
+            if name == "best_valid_loss" and not number(d[name]):
+                raise bad(name, "a finite number or null")
+            if name != "best_valid_loss" and not count(d[name], step):
+                raise bad(name, f"null or an integer from 0 to the step, {step}")
+            setattr(st, name, d[name])
+        if (st.best_valid_loss is None) != (st.best_step is None):
+            raise bad("best_step", "given exactly when best_valid_loss is")
+        if not number(d.get("seconds")) or d["seconds"] < 0:
+            raise bad("seconds", "a number >= 0")
+        st.seconds = float(d["seconds"])
+        sums = d.get("train_sums")
+        if not isinstance(sums, dict) or set(sums) != set(LOSS_KEYS) or \
+                not all(number(v) for v in sums.values()):
+            raise bad("train_sums", f"finite numbers for exactly {', '.join(LOSS_KEYS)}")
+        st.train_sums = {k: float(sums[k]) for k in LOSS_KEYS}
+        if not count(d.get("train_count"), step):
+            raise bad("train_count", f"an integer from 0 to the step, {step}")
+        st.train_count = d["train_count"]
         return st
+
+
+def check_options(opts: dict, where: str | None = None) -> None:
+    """Training options (from the command line, or a checkpoint's config when ``where`` names
+    it): types and ranges, one MinisketchError naming the option."""
+    def fail(name, want):
+        option = f"--{name.replace('_', '-')}"
+        if where is None:
+            raise MinisketchError(f"{option} must be {want}, got {opts.get(name)!r}")
+        raise ModelError(f"{where}: its training options are unusable: {name} must be {want}, "
+                         f"got {opts.get(name)!r}; start a new run")
+
+    def integer(name, lo, hi):
+        v = opts.get(name)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            fail(name, f"an integer from {lo} to {hi}")
+
+    integer("steps", 0, 10 ** 12)
+    integer("eval_every", 1, 10 ** 12)
+    integer("log_every", 1, 10 ** 12)
+    integer("samples", 0, MAX_SAMPLES)
+    integer("seed", 0, 2 ** 63 - 1)
+    integer("max_seq_len_limit", 1, MAX_SEQ_LEN)
+    if opts.get("threads") is not None:
+        integer("threads", 1, 4096)
+    if opts.get("backend") not in BACKENDS:
+        fail("backend", f"one of {', '.join(BACKENDS)}")
+    if opts.get("dtype") not in ("float32", "float64"):
+        fail("dtype", "float32 or float64")
+    if opts.get("preset") not in PRESETS:
+        fail("preset", f"one of {', '.join(sorted(PRESETS))}")
+    data = opts.get("data")
+    if not isinstance(data, list) or not data or not all(isinstance(x, str) for x in data):
+        fail("data", "a list of data sources")
+
+
+class RunFolder:
+    """The ``--out`` folder of a run, held under an OS lock while the run lives.
+
+    :meth:`claim` refuses a non-empty folder that is not a run, and a folder another run
+    holds; it removes the temporary files a killed run left. :meth:`release` with
+    ``failed=True`` removes what this run wrote when it never reached a checkpoint (and the
+    folder when the run created it), so a run that fails early leaves nothing behind.
+    """
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.created = False
+        self._fd = None
+
+    def check_usable(self, fresh: bool) -> None:
+        """Refuse a file, a foreign non-empty folder, or (``fresh``) a folder with a checkpoint."""
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise MinisketchError(f"--out {out} is a file; give a folder")
+        names = sorted(os.listdir(out)) if out.is_dir() else []
+        if LOCK_NAME in names:
+            self.claim(probe=True)            # another live run: say so first
+        if names and not self.is_run(names):
+            shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+            raise MinisketchError(f"--out {out} is not empty and is not a minisketch run (it "
+                                  f"holds {shown}); choose a new or empty folder")
+        if fresh and "checkpoint.npz" in names:
+            raise MinisketchError(f"{out} already holds a training run; continue it with "
+                                  f"--resume --out {out}, or choose another --out")
+
+    def is_run(self, names) -> bool:
+        if LOCK_NAME in names or "checkpoint.npz" in names or "best.npz" in names:
+            return True
+        try:
+            config = _read_config(self.out / "config.json")
+        except MinisketchError:
+            return False
+        return isinstance(config, dict) and "training" in config and "hparams" in config
+
+    def claim(self, probe: bool = False) -> None:
+        """Create the folder if needed, take its lock, remove stale temporary files (with
+        ``probe``: only check that no other run holds the lock)."""
+        try:
+            if not probe:
+                self.created = not self.out.exists()
+                self.out.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise MinisketchError(f"cannot create output folder {self.out}: "
+                                  f"{e.strerror or e}") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise MinisketchError(f"{self.out} is in use by another training run (process "
+                                      f"{holder}); wait for it to end, or choose another "
+                                      f"--out") from None
+        if probe:
+            os.close(fd)
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+        remove_stale_temporaries(self.out)
+
+    def release(self, failed: bool) -> None:
+        """Drop the lock; after a failure before the first checkpoint, remove the run's files."""
+        if self._fd is None:
+            return
+        if failed and not (self.out / "checkpoint.npz").exists():
+            remove_stale_temporaries(self.out)
+            for name in OUTPUTS + (LOCK_NAME,):
+                try:
+                    (self.out / name).unlink()
+                except OSError:
+                    pass
+            if self.created:
+                try:
+                    self.out.rmdir()
+                except OSError:
+                    pass
+        os.close(self._fd)
+        self._fd = None
 
 
 @dataclass
@@ -261,6 +434,8 @@ class Run:
     batches: object
     step: int
     state: TrainState
+    folder: RunFolder | None = None
+    resumed: bool = False
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -268,46 +443,93 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 
 def setup_run(args) -> Run:
-    """Load data, build the model and optimizer, fresh or from ``<out>/checkpoint.npz``."""
+    """Load data, build the model and optimizer, fresh or from ``<out>/checkpoint.npz``.
+
+    Every option is checked before ``--out`` is touched; the folder is then claimed (locked,
+    stale temporaries removed) and, when anything after that fails, left as it was found.
+    ``config.json`` and ``log.jsonl`` are written here: the log is emptied for a fresh run and
+    cut to the evaluations the checkpoint has seen for a resumed one.
+    """
+    if args.resume and not args.out:
+        raise MinisketchError("--resume needs --out DIR, the folder of the run to continue")
+    if args.resume:
+        hp, opts, ck = _resume_config(args)
+    else:
+        (hp, opts), ck = resolve_config(args), None
+    check_options(opts)
+    # an unusable backend (no CuPy, a bad MINISKETCH_BLAS) is one error line before any folder
+    get_backend(opts["backend"])
+    folder = RunFolder(opts["out"])
+    folder.check_usable(fresh=not args.resume)
+    folder.claim()
+    try:
+        run = _build_run(hp, opts, ck, folder)
+        _write_text_atomic(run.out / "config.json", json.dumps(run.config, indent=2) + "\n")
+        rows = [r for r in read_log(run.out / "log.jsonl")
+                if run.state.last_eval_step is not None and
+                isinstance(r.get("step"), int) and r["step"] <= run.state.last_eval_step]
+        _write_text_atomic(run.out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        return run
+    except BaseException:
+        folder.release(failed=True)
+        raise
+
+
+def _resume_config(args):
+    """(hyperparameters, training options, checkpoint) of the run in ``--out``; the checkpoint
+    is None when the run stopped before its first one (it then starts again from step 0 with
+    the settings in its config.json)."""
+    out = Path(args.out)
+    where = out / "checkpoint.npz"
+    if where.exists():
+        ck = load_checkpoint(where)
+        if ck.optimizer is None or "training" not in ck.config:
+            raise ModelError(f"{ck.path} is a model file, not a training checkpoint "
+                             f"(no optimizer state); it cannot be resumed")
+        config = ck.config
+    elif out.is_dir() and RunFolder(out).is_run(os.listdir(out)) and \
+            (out / "config.json").exists():
+        config = _read_config(out / "config.json")
+        ck = None
+        print(f"{out} stopped before its first checkpoint: starting it again from step 0 with "
+              f"the settings in its config.json", file=sys.stderr)
+    else:
+        raise ModelError(f"no checkpoint at {where}: nothing to resume (start the run without "
+                         f"--resume)")
+    where = str(where) if ck is not None else str(out / "config.json")
+    hp = hparams_from_config(config, where)
+    if not isinstance(config.get("training"), dict):
+        raise ModelError(f"{where}: its config has no training options")
+    opts = dict(config["training"])
+    check_options(opts, where)
+    _check_resume_options(args, hp, opts, where)
+    for key in RESUMABLE_CHANGES:
+        if getattr(args, key) is not None:
+            opts[key] = getattr(args, key)
+    opts["out"] = args.out
+    return hp.replace(max_seq_len=int(opts["max_seq_len_limit"])), opts, ck
+
+
+def _read_config(path: Path) -> dict:
+    """A run's config.json (a regular file of at most 1 MiB holding a JSON object)."""
+    try:
+        config = json.loads(read_regular(path, 2 ** 20, ModelError, "config.json"))
+    except (ValueError, RecursionError) as e:
+        raise ModelError(f"{path} is not valid JSON ({e}); start the run again without "
+                         f"--resume") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path} does not hold a run's settings")
+    return config
+
+
+def _build_run(hp: HParams, opts: dict, ck, folder: RunFolder) -> Run:
     from .batching import BatchIterator
     from .cpu import keep_freed_memory
     from .datasets import load_dataset
     from .model import SketchRNN
     from .strokes import Augment
 
-    ck = None
-    if args.resume:
-        if not args.out:
-            raise MinisketchError("--resume needs --out DIR, the folder of the run to continue")
-        ck = load_checkpoint(Path(args.out) / "checkpoint.npz")
-        if ck.optimizer is None or "training" not in ck.config:
-            raise ModelError(f"{ck.path} is a model file, not a training checkpoint "
-                             f"(no optimizer state); it cannot be resumed")
-        try:
-            hp = HParams.from_dict(ck.config["hparams"])
-        except (MinisketchError, TypeError) as e:
-            raise ModelError(f"{ck.path}: unusable hyperparameters ({e})") from None
-        opts = dict(ck.config["training"])
-        _check_resume_options(args, hp, opts, ck.path)
-        for key in RESUMABLE_CHANGES:
-            if getattr(args, key) is not None:
-                opts[key] = getattr(args, key)
-        opts["out"] = args.out
-        hp = hp.replace(max_seq_len=int(opts["max_seq_len_limit"]))
-    else:
-        hp, opts = resolve_config(args)
-
-    # an unusable backend (no CuPy, a bad MINISKETCH_BLAS) is one error line before any folder
-    get_backend(opts["backend"])
     out = Path(opts["out"])
-    if ck is None and ((out / "checkpoint.npz").exists() or (out / "best.npz").exists()):
-        raise MinisketchError(f"{out} already holds a training run; continue it with --resume "
-                              f"--out {out}, or choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MinisketchError(f"cannot create output folder {out}: {e.strerror or e}") from None
-
     ds = load_dataset(opts["data"], max_seq_len=hp.max_seq_len)
     if len(ds.valid) == 0:
         raise MinisketchError(f"{' '.join(opts['data'])} has no validation sketches; "
@@ -324,8 +546,10 @@ def setup_run(args) -> Run:
               "splits": {"train": len(ds.train), "valid": len(ds.valid), "test": len(ds.test)}}
     step, state = 0, TrainState()
     if ck is not None:
-        if not math.isclose(float(ds.scale_factor), float(ck.config.get("scale_factor", 0)),
-                            rel_tol=1e-6) or int(ds.max_seq_len) != int(ck.config["max_seq_len"]):
+        saved_sf = ck.config.get("scale_factor")
+        if isinstance(saved_sf, bool) or not isinstance(saved_sf, (int, float)) or \
+                not math.isclose(float(ds.scale_factor), saved_sf, rel_tol=1e-6) or \
+                int(ds.max_seq_len) != ck.config.get("max_seq_len"):
             raise ModelError(f"the data no longer matches {ck.path} (scale factor "
                              f"{ds.scale_factor:.6g} vs {ck.config.get('scale_factor')}, N_max "
                              f"{ds.max_seq_len} vs {ck.config.get('max_seq_len')}); "
@@ -336,14 +560,29 @@ def setup_run(args) -> Run:
             raise ModelError(f"{ck.path} has no batch RNG state; it cannot be resumed exactly")
         try:
             batches.set_state(ck.rng["batches"])
-        except (MinisketchError, KeyError, TypeError, ValueError) as e:
+        except (MinisketchError, KeyError, TypeError, ValueError, OverflowError) as e:
             raise ModelError(f"{ck.path}: unusable batch RNG state ({e})") from None
-        step, state = ck.step, TrainState.from_json(ck.train_state)
+        step, state = ck.step, TrainState.from_json(ck.train_state, ck.step, ck.path)
         if adam.t != step:
             raise ModelError(f"{ck.path} is inconsistent: step {step} but the optimizer has "
                              f"taken {adam.t} steps")
+        _repair_best(out, ck, state)
     return Run(out=out, hp=hp, opts=opts, config=config, ds=ds, model=model, adam=adam,
-               batches=batches, step=step, state=state)
+               batches=batches, step=step, state=state, folder=folder, resumed=ck is not None)
+
+
+def _repair_best(out: Path, ck, state: TrainState) -> None:
+    """best.npz from the checkpoint, when a crash came between writing the checkpoint of the
+    best evaluation and writing best.npz (the two then hold the same parameters)."""
+    if state.best_step is None or state.best_step != ck.step:
+        return
+    best = out / "best.npz"
+    try:
+        if load_checkpoint(best).step == ck.step:
+            return
+    except ModelError:
+        pass                      # absent, or from an earlier evaluation: write it again
+    save_checkpoint(best, ck.params, ck.config, step=ck.step)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -422,17 +661,37 @@ def render_samples(model, n: int, seed: int, out: Path) -> None:
 
 # ----------------------------------------------------------------------------- the loop
 
+class Interrupted(BaseException):
+    """Raised by the first signal inside :meth:`StopRequest.interruptible` work (a
+    BaseException, so that no ``except Exception`` around drawing swallows it)."""
+
+
 class StopRequest:
-    """SIGINT/SIGTERM handler: the first signal asks the loop to stop at a step boundary."""
+    """SIGINT/SIGTERM handler: the first signal asks the loop to stop at a step boundary, or
+    cuts interruptible work (evaluation, sampling) short; a second one aborts at once."""
 
     def __init__(self):
         self.signum = None
         self._old = {}
+        self._interruptible = False
 
     def _handle(self, signum, frame):
         if self.signum is not None:          # second signal: abort now
             raise KeyboardInterrupt
         self.signum = signum
+        if self._interruptible:
+            raise Interrupted
+
+    @contextmanager
+    def interruptible(self):
+        """Work that changes no training state and that a first signal may abandon."""
+        if self.signum is not None:
+            raise Interrupted
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
 
     def install(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -480,47 +739,55 @@ def train(run: Run) -> int:
 
     sums = {k: xp.zeros((), dtype=np.float64) + st.train_sums[k] for k in LOSS_KEYS}
 
+    def step0_train_loss(step):           # the loss of the batch step 0 trains on
+        rng_state = run.batches.get_state()
+        try:
+            losses, _ = model.loss_and_grad(run.batches.next_batch(), step, training=True)
+        finally:
+            run.batches.set_state(rng_state)
+        return {k: float(losses[k]) for k in LOSS_KEYS}
+
     def evaluation(step):
+        """Losses, then (in this order, so a crash anywhere resumes exactly) the log line, the
+        checkpoint that records it, best.npz; then the plot and the samples."""
         t_eval = time.perf_counter()
         check_params(step)
-        if st.train_count:
-            train_avg = {k: float(sums[k]) / st.train_count for k in LOSS_KEYS}
-        else:                              # step 0: the loss of the batch step 0 trains on
-            rng_state = run.batches.get_state()
-            losses, _ = model.loss_and_grad(run.batches.next_batch(), step, training=True)
-            run.batches.set_state(rng_state)
-            train_avg = {k: float(losses[k]) for k in LOSS_KEYS}
-        if not _all_finite(train_avg):
-            raise MinisketchError(f"training loss is non-finite ({_fmt(train_avg)}) in the steps "
-                                  f"before {step}; stopped (the last good checkpoint in {run.out} "
-                                  f"is intact); try a lower --learning_rate or --grad_clip")
-        valid = evaluate(model, run.ds.valid, eval_bs, run.ds.max_seq_len, run.ds.scale_factor,
-                         step)
-        if not _all_finite(valid):
-            raise MinisketchError(f"validation loss is non-finite at step {step} "
-                                  f"({_fmt(valid)}); stopped (the last good checkpoint in "
-                                  f"{run.out} is intact)")
-        if st.best_valid_loss is None or valid["loss"] < st.best_valid_loss:
-            st.best_valid_loss, st.best_step = valid["loss"], step
-            save_checkpoint(run.out / "best.npz", model.state_dict(), run.config, step=step)
-        row = {"step": step, "seconds": round(time.perf_counter() - t0, 3),
-               "lr": learning_rate(hp, step), "kl_weight": klw(step),
-               "train": train_avg, "valid": valid}
-        if step >= steps and len(run.ds.test):
-            current = {n: to_numpy(a).copy() for n, a in model.state_dict().items()}
-            best = load_checkpoint(run.out / "best.npz")
-            load_params(model, best.params, best.path)
-            row["test"] = evaluate(model, run.ds.test, eval_bs, run.ds.max_seq_len,
-                                   run.ds.scale_factor, step)
-            load_params(model, current, "current parameters")
+        with stop.interruptible():
+            faults.hit("eval:valid")
+            if st.train_count:
+                train_avg = {k: float(sums[k]) / st.train_count for k in LOSS_KEYS}
+            else:
+                train_avg = step0_train_loss(step)
+            if not _all_finite(train_avg):
+                raise MinisketchError(
+                    f"training loss is non-finite ({_fmt(train_avg)}) in the steps before "
+                    f"{step}; stopped (the last good checkpoint in {run.out} is intact); try a "
+                    f"lower --learning_rate or --grad_clip")
+            valid = evaluate(model, run.ds.valid, eval_bs, run.ds.max_seq_len,
+                             run.ds.scale_factor, step)
+            if not _all_finite(valid):
+                raise MinisketchError(f"validation loss is non-finite at step {step} "
+                                      f"({_fmt(valid)}); stopped (the last good checkpoint in "
+                                      f"{run.out} is intact)")
+            is_best = st.best_valid_loss is None or valid["loss"] < st.best_valid_loss
+            row = {"step": step, "seconds": round(time.perf_counter() - t0, 3),
+                   "lr": learning_rate(hp, step), "kl_weight": klw(step),
+                   "train": train_avg, "valid": valid}
+            if step >= steps and len(run.ds.test):
+                row["test"] = test_with_best_params(step, is_best)
         st.last_eval_step = step
+        if is_best:
+            st.best_valid_loss, st.best_step = valid["loss"], step
         st.train_sums = {k: 0.0 for k in LOSS_KEYS}
         st.train_count = 0
         for k in LOSS_KEYS:
             sums[k] = xp.zeros((), dtype=np.float64)
+        append_log(row)
+        faults.hit("eval:logged")
         save_state(step)
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        faults.hit("eval:checkpointed")
+        if is_best:
+            save_checkpoint(run.out / "best.npz", model.state_dict(), run.config, step=step)
         tqdm.write(f"step {step}: valid {_fmt(valid)}"
                    + (f" | test {_fmt(row['test'])} (best params, step {st.best_step})"
                       if "test" in row else "")
@@ -530,12 +797,41 @@ def train(run: Run) -> int:
         except Exception as e:  # noqa: BLE001 - a plot must not stop training
             warn_once("could not draw loss.png", e)
         if opts["samples"]:
-            try:
-                render_samples(model, int(opts["samples"]), int(opts["seed"]), run.out)
-            except Exception as e:  # noqa: BLE001 - neither may the samples grid
-                warn_once("could not draw the samples grid", e)
+            with stop.interruptible():
+                try:
+                    faults.hit("eval:samples")
+                    render_samples(model, int(opts["samples"]), int(opts["seed"]), run.out)
+                except Exception as e:  # noqa: BLE001 - neither may the samples grid
+                    warn_once("could not draw the samples grid", e)
+
+    def test_with_best_params(step, is_best):
+        """The test losses of the best parameters (this step's, or best.npz's)."""
+        if is_best:
+            return evaluate(model, run.ds.test, eval_bs, run.ds.max_seq_len,
+                            run.ds.scale_factor, step)
+        current = {n: to_numpy(a).copy() for n, a in model.state_dict().items()}
+        best = load_checkpoint(run.out / "best.npz")
+        load_params(model, best.params, best.path)
+        try:
+            return evaluate(model, run.ds.test, eval_bs, run.ds.max_seq_len,
+                            run.ds.scale_factor, step)
+        finally:
+            load_params(model, current, "current parameters")
+
+    def append_log(row):
+        """One log.jsonl line, flushed to disk before the checkpoint that records it."""
+        try:
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise MinisketchError(f"cannot write {log_path}: {e.strerror or e}") from None
 
     step = run.step
+    if step > steps or (step == steps and st.last_eval_step == step):
+        if run.folder is not None:
+            run.folder.release(failed=False)
     if step > steps:
         raise MinisketchError(f"{run.out / 'checkpoint.npz'} is already at step {step}, past "
                               f"--steps {steps}; pass a larger --steps to train further")
@@ -548,11 +844,17 @@ def train(run: Run) -> int:
     bar = tqdm(total=steps, initial=min(step, steps), file=sys.stderr, unit="step",
                dynamic_ncols=True, mininterval=0.5, desc="train")
     stop.install()
+    failed = True
     try:
         while True:
+            faults.step = step
             if (step % eval_every == 0 or step == steps) and st.last_eval_step != step:
-                evaluation(step)
-            if step >= steps:
+                rng_state = run.batches.get_state()
+                try:
+                    evaluation(step)
+                except Interrupted:          # saved below, evaluated again on --resume
+                    run.batches.set_state(rng_state)
+            if step >= steps and st.last_eval_step == step:
                 break
             if stop.signum is not None:
                 save_state(step)
@@ -560,6 +862,7 @@ def train(run: Run) -> int:
                 name = signal.Signals(stop.signum).name
                 print(f"{name}: stopped at step {step}; saved {run.out / 'checkpoint.npz'}; "
                       f"continue with --resume --out {run.out}", file=sys.stderr)
+                failed = False
                 return 130
             batch = run.batches.next_batch()
             if nan_step is not None and step == nan_step:
@@ -585,27 +888,24 @@ def train(run: Run) -> int:
         bar.close()
         print(f"done: {steps} steps in {time.perf_counter() - t0:.0f}s; best valid loss "
               f"{st.best_valid_loss:.4f} at step {st.best_step}; outputs in {run.out}")
+        failed = False
         return 0
     finally:
         stop.restore()
         bar.close()
+        if run.folder is not None:
+            run.folder.release(failed)
 
 
 def main(argv=None) -> int:
     args = build_parser(argv).parse_args(argv)
     run = setup_run(args)
-    _write_text_atomic(run.out / "config.json", json.dumps(run.config, indent=2) + "\n")
     print("config: " + json.dumps(run.config, indent=2))
     if run.config.get("backend") == "numba":
         from . import blas
         print("matrix products: " + blas.describe())
-    if args.resume:
+    if run.resumed:
         print(f"resuming {run.out / 'checkpoint.npz'} at step {run.step}")
-        # drop log lines written after that checkpoint (a crash between log and checkpoint)
-        rows = [r for r in read_log(run.out / "log.jsonl") if r.get("step", 0) <= run.step]
-        _write_text_atomic(run.out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    else:
-        (run.out / "log.jsonl").write_text("", encoding="utf-8")
     return train(run)
 
 

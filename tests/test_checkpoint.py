@@ -117,7 +117,8 @@ def test_flipped_bytes_are_a_model_error(tmp_path):
 
 def test_not_a_zip_and_missing_file(tmp_path):
     (tmp_path / "x.npz").write_text("hello")
-    with pytest.raises(ModelError, match="corrupt or truncated"):
+    with pytest.raises(ModelError, match="x.npz is not a model: expected a run folder, a "
+                                         "checkpoint .npz or a .gen.json"):
         ckpt.load_checkpoint(tmp_path / "x.npz")
     with pytest.raises(ModelError, match="no checkpoint"):
         ckpt.load_checkpoint(tmp_path / "missing.npz")
@@ -128,7 +129,7 @@ def test_dataset_npz_is_refused_without_unpickling(tmp_path):
     arr = np.empty(1, dtype=object)
     arr[0] = np.zeros((3, 3), np.int16)
     np.savez(tmp_path / "d.npz", train=arr, valid=arr, test=arr)
-    with pytest.raises(ModelError, match="not a minisketch checkpoint"):
+    with pytest.raises(ModelError, match="not a model.*it is a sketch-rnn dataset"):
         ckpt.load_checkpoint(tmp_path / "d.npz")
 
 
