@@ -656,8 +656,9 @@ def train(run: Run) -> int:
           f"take about {duration(left)}, plus {eta.evals_left(step) + (step % eval_every == 0)} "
           f"evaluations", flush=True)
     if left > LONG_RUN_SECONDS:
+        faster = "; --backend numba is faster on a CPU" if model.backend.name == "numpy" else ""
         print(f"this is a long run: --steps N trains fewer steps; Ctrl-C stops with a "
-              f"checkpoint that --resume --out {run.out} continues", flush=True)
+              f"checkpoint that --resume --out {run.out} continues{faster}", flush=True)
     stop = StopRequest()
     t0 = time.perf_counter() - float(st.seconds)
     bar = tqdm(total=steps, initial=min(step, steps), file=sys.stderr, unit="step",

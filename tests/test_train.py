@@ -327,6 +327,7 @@ def test_a_long_run_says_so_before_it_starts(data, tmp_path, capsys, monkeypatch
     out = capsys.readouterr().out
     assert "s per step measured here; 2 steps take about" in out
     assert "this is a long run: --steps N trains fewer steps" in out
+    assert "--backend numba is faster on a CPU" in out      # the paper preset runs numpy
 
 
 def test_evaluate_equals_whole_set_as_one_batch(data):
