@@ -8,9 +8,9 @@ You write the categorical sampler, one sampling step and the whole loop by hand,
 the random numbers ``minisketch.sampling`` uses, and require identical sketches. Then you check
 the sampler's statistics against the mixture's formulas and sweep tau from 0.01 to 1.
 
-What you need: lessons 07 (the mixture) and 08 (the decoder). For pictures worth looking at,
-run lesson 10 first (full): this lesson then loads ``lessons/out/10_model.npz``; without it
-(and always in fast mode) it uses a small untrained model, so the sketches are scribbles.
+What you need: lessons 07 (the mixture) and 08 (the decoder). The model is the one that lesson
+10 saves (``lessons/out/10_model.npz``, full mode, when it is there), else the trained model
+shipped in the package, ``builtin:shapes``.
 
 How to run:  python lessons/11_sampling_and_temperature.py                    (full, < 1 minute)
              MINISKETCH_FAST=1 python lessons/11_sampling_and_temperature.py  (fast, as the tests do)
@@ -47,15 +47,11 @@ MODEL_PATH = OUT / "10_model.npz"
 # %%
 if not FAST and MODEL_PATH.is_file():
     model = ms.load_model(MODEL_PATH, dtype="float64")
-    trained = True
     print(f"loaded {MODEL_PATH}: {model}")
-else:
-    if not FAST:
-        print(f"note: {MODEL_PATH} is absent (run lessons/10_training.py first for real "
-              "sketches); using an untrained model")
-    model = ms.SketchRNN(ms.HParams(enc_rnn_size=16, dec_rnn_size=32, z_size=8, num_mixture=4,
-                                    max_seq_len=60), dtype="float64", seed=3, scale_factor=12.0)
-    trained = False
+else:                                   # the trained model shipped in the package
+    model = ms.load_model("builtin:shapes", dtype="float64")
+    print("using the packaged model builtin:shapes")
+trained = True
 M = model.hp.num_mixture
 
 # %% [markdown]

@@ -10,7 +10,8 @@ Finally you export a model back to ``.gen.json`` and read it again.
 
 What you need: lessons 03 (LSTM step) and 11 (the sampling loop). The pretrained sheep and bird
 models are read from ../shared/data/pretrained/ when that folder exists; otherwise the lesson
-builds a small untrained decoder-only model instead and says so.
+builds a small untrained decoder-only model to read and check against, says so, and draws its
+pictures with the trained model shipped in the package, ``builtin:shapes``.
 
 How to run:  python lessons/13_completion_and_magenta.py                    (full, < 1 minute)
              MINISKETCH_FAST=1 python lessons/13_completion_and_magenta.py  (fast, as the tests do)
@@ -180,7 +181,8 @@ else:
 # std 18.5 px. Rescale the drawings to the model's data units so their normalized offsets look
 # like what the model was trained on.
 rescale = model.scale_factor / human_sf
-human = [np.asarray(s, dtype=np.float64) * [rescale, rescale, 1.0] for s in human]
+originals = [np.asarray(s, dtype=np.float64) for s in human]
+human = [s * [rescale, rescale, 1.0] for s in originals]
 print(f"rescaled the {src} by {rescale:.2f} to the model's units")
 prefixes = [np.asarray(s[: max(2, len(s) // 2)], dtype=np.float64) for s in human]
 n_end, max_len = (2, 30) if FAST else (4, 120)
@@ -191,15 +193,27 @@ for a, b in zip(mine, lib):
         "hand completion differs from sampling.complete (1e-9)"
 print(f"hand completion == sampling.complete ({n_end} endings of a {len(prefixes[0])}-row prefix)")
 
-cells, labels = [], []
-for s, p in zip(human, prefixes):
-    ends = model.complete(p.astype(np.float32), n=n_end, temperature=0.8, seed=11, max_len=max_len)
+# The pictures: the sheep model when it is there, else the packaged model (a conditional one:
+# it encodes the prefix to choose z, then continues it; it was trained on these shapes, so
+# they need no rescaling).
+if HAVE_PRETRAINED:
+    draw_model, draw_name, drawn, draw_len = model, info["name"], human, max_len
+else:
+    draw_model, draw_name, drawn = ms.load_model("builtin:shapes"), "builtin:shapes", originals
+    draw_len = None                      # its own N_max: the shapes are short
+cells, labels, grey = [], [], []
+for s in drawn:
+    p = s[: max(2, len(s) // 2)]
+    ends = draw_model.complete(p.astype(np.float32), n=n_end, temperature=0.8, seed=11,
+                               max_len=draw_len)
     cells += [s, p] + list(ends)
     labels += ["original", "prefix (half)"] + [f"completion {j + 1}" for j in range(n_end)]
+    grey += [0, 0] + [len(p)] * n_end                # the kept half grey, the ending black
     assert all(np.array_equal(e[:len(p)], p.astype(np.float32)) for e in ends), \
         "every completion must start with the prefix exactly"
-render.save_png(cells, OUT / "13_completions.png", ncols=2 + n_end, labels=labels)
-print(f"completed the first halves of {len(human)} {src} with the {info['name']} model")
+render.save_png(cells, OUT / "13_completions.png", ncols=2 + n_end, labels=labels,
+                grey_rows=grey)
+print(f"completed the first halves of {len(drawn)} {src} with the {draw_name} model")
 
 # %% [markdown]
 # ## 4. Unconditional samples from the pretrained models
@@ -209,7 +223,9 @@ gallery, names = [], []
 use_bird = HAVE_PRETRAINED and not FAST
 for path in ((SHEEP, BIRD) if use_bird else (SHEEP,)):
     m = model if path == SHEEP else ms.load_model(path)
-    sks = m.sample(n=2 if FAST else 8, temperature=0.5, seed=0, max_len=max_len)
+    if not HAVE_PRETRAINED:                # no pretrained models here: the packaged one draws
+        m, path = draw_model, "builtin:shapes"
+    sks = m.sample(n=2 if FAST else 8, temperature=0.5, seed=0, max_len=draw_len)
     gallery += [s if len(s) else np.zeros((1, 3), np.float32) for s in sks]
     names += [Path(path).name.split(".")[0]] * len(sks)
 render.save_png(gallery, OUT / "13_magenta_samples.png",

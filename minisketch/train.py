@@ -18,9 +18,12 @@ same N_max normalization, this equals the loss of the whole set taken as one bat
 the plain mean of the per-step training losses since the previous evaluation; at step 0 (no
 steps yet) it is the training loss of the first batch, the one step 0 then trains on.
 
-Presets: ``quick`` (a small model on ``builtin:shapes`` that trains in minutes on a laptop CPU)
-is the default when no ``--data`` is given; ``paper`` (the reference hyperparameters, HParams
-defaults) when ``--data`` is given. Options given explicitly override the preset.
+Presets: ``quick`` (a small model on ``builtin:shapes``, Numba backend, done in about five
+minutes on 2 cores) is the default when no ``--data`` is given; ``paper`` (the reference
+hyperparameters, HParams defaults) when ``--data`` is given. Options given explicitly override
+the preset. Before the first step the kernels are compiled (Numba caches them on disk) and one
+step is timed: the run prints its estimated length, and the ETA starts from that measurement,
+counting steps and evaluations apart.
 
 Reliability (docs/untrusted_files.md). ``--out`` is locked (an OS lock on ``.minisketch.lock``)
 while a run lives; a non-empty folder that is not a run is refused. An evaluation appends its
@@ -38,9 +41,8 @@ Threads. Run as a command, this module pins the BLAS library to one thread unles
 ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set, and the CPU backends
 then split every step into row blocks, one thread per core (``--threads``; model.py "Threads"):
 the matrices of a sketch-rnn step are small, so BLAS threads gain little on them, and on a
-machine busy with other work they stall each other at every call (quick preset on 2 shared
-cores: 0.14 s per step with one thread, 1.3 s with two). Set ``OMP_NUM_THREADS=N`` to choose
-otherwise (the step is then not split unless ``--threads`` says so).
+machine busy with other work they stall each other at every call. Set ``OMP_NUM_THREADS=N`` to
+choose otherwise (the step is then not split unless ``--threads`` says so).
 
 Test hooks: the environment variable ``MINISKETCH_INJECT_NAN_AT_STEP=K`` writes a NaN into the
 training batch of step K (the non-finite-loss path); ``MINISKETCH_FAULT`` (faults.py) kills or
@@ -659,6 +661,102 @@ def render_samples(model, n: int, seed: int, out: Path) -> None:
         save_drawing(sketches, out / name, labels=labels)
 
 
+# ----------------------------------------------------------------------------- what the run prints
+
+def describe(run: Run) -> str:
+    """The run's configuration in four lines (config.json holds all of it)."""
+    hp, opts, ds, model = run.hp, run.opts, run.ds, run.model
+    if hp.conditional:
+        shape = (f"conditional: {hp.enc_model} encoder 2x{hp.enc_rnn_size}, {hp.dec_model} "
+                 f"decoder {hp.dec_rnn_size}, z {hp.z_size}, M {hp.num_mixture}")
+    else:
+        shape = f"decoder-only: {hp.dec_model} decoder {hp.dec_rnn_size}, M {hp.num_mixture}"
+    where = f"{model.backend.name} backend"
+    if model.backend.name != "cupy":
+        where += f", {model.threads} thread{'s' if model.threads != 1 else ''}"
+    if model.backend.name == "numba":
+        from . import blas
+        where += f", products by {blas.describe()}"
+    return "\n".join([
+        f"run    {run.out} (every setting in config.json)",
+        f"data   {' + '.join(opts['data'])}: {len(ds.train)} train / {len(ds.valid)} valid / "
+        f"{len(ds.test)} test sketches, up to {ds.max_seq_len} points",
+        f"model  {shape}: {model.num_params:,} parameters, {np.dtype(model.dtype).name}",
+        f"train  {opts['preset']} preset: {opts['steps']} steps of {hp.batch_size} sketches, "
+        f"lr {hp.learning_rate:g}, evaluation every {opts['eval_every']}; {where}"])
+
+
+def warm_up(run: Run) -> None:
+    """Run a training step and an evaluation on two sketches, so that the Numba kernels are
+    compiled (or loaded from Numba's cache) before the clock starts. Changes no state: the
+    gradient buffer is overwritten by the next step, the noise depends only on (seed, step)."""
+    from .strokes import make_batch
+    batch = make_batch(run.ds.train[:2], run.ds.max_seq_len, run.ds.scale_factor)
+    run.model.loss_and_grad(batch, run.step, training=True)
+    run.model.evaluate(batch, step=run.step)
+
+
+def probe_step_seconds(run: Run, repeats: int = 2) -> float:
+    """Seconds of one training step (forward and backward of a full batch), the fastest of
+    ``repeats``; the batch iterator is left where it was."""
+    state = run.batches.get_state()
+    batch = run.batches.next_batch()
+    run.batches.set_state(state)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        losses, _ = run.model.loss_and_grad(batch, run.step, training=True)
+        float(losses["loss"])                   # wait for a GPU to finish
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``4m05s``, ``3h12m``, ``2d04h``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+class Eta:
+    """Time left: steps left x seconds per step + evaluations left x seconds per evaluation.
+
+    Seconds per step start from a measurement before the first step (``probe_step_seconds``)
+    and become the mean over the steps run so far once there are ``settle`` of them; the time
+    of evaluations is kept apart, so an evaluation does not make the steps look slower."""
+
+    def __init__(self, step_seconds: float, steps: int, eval_every: int, settle: int = 20):
+        self.step_seconds, self.steps, self.eval_every = step_seconds, steps, eval_every
+        self.settle, self.eval_seconds = settle, 0.0
+        self.timed_steps, self.timed_seconds = 0, 0.0
+
+    def step_done(self, seconds: float) -> None:
+        self.timed_steps += 1
+        self.timed_seconds += seconds
+        if self.timed_steps >= self.settle:
+            self.step_seconds = self.timed_seconds / self.timed_steps
+
+    def eval_done(self, seconds: float) -> None:
+        self.eval_seconds = seconds
+
+    def evals_left(self, step: int) -> int:
+        """Evaluations after ``step`` up to and including the last step."""
+        n = self.steps // self.eval_every - step // self.eval_every
+        return n + (1 if self.steps % self.eval_every else 0)
+
+    def left(self, step: int) -> float:
+        return ((self.steps - step) * self.step_seconds
+                + self.evals_left(step) * self.eval_seconds)
+
+
+LONG_RUN_SECONDS = 3600      # runs estimated longer than this get a hint about --steps
+
+
 # ----------------------------------------------------------------------------- the loop
 
 class Interrupted(BaseException):
@@ -788,6 +886,7 @@ def train(run: Run) -> int:
         faults.hit("eval:checkpointed")
         if is_best:
             save_checkpoint(run.out / "best.npz", model.state_dict(), run.config, step=step)
+        eta.eval_done(time.perf_counter() - t_eval)
         tqdm.write(f"step {step}: valid {_fmt(valid)}"
                    + (f" | test {_fmt(row['test'])} (best params, step {st.best_step})"
                       if "test" in row else "")
@@ -839,10 +938,30 @@ def train(run: Run) -> int:
         print(f"nothing to do: {run.out} is already at step {steps} (pass a larger --steps "
               f"to train further)")
         return 0
+    kernels = {"numba": "the Numba kernels (the first run only; cached afterwards)",
+               "cupy": "the CUDA kernels"}.get(model.backend.name)
+    t_warm = time.perf_counter()
+    if kernels:
+        print(f"compiling {kernels} ...", end=" ", flush=True)
+    warm_up(run)
+    if kernels:
+        print(duration(time.perf_counter() - t_warm), flush=True)
+    eta = Eta(probe_step_seconds(run), steps, eval_every)
+    left = (steps - step) * eta.step_seconds
+    print(f"estimate: {eta.step_seconds:.3g} s per step measured here; {steps - step} steps "
+          f"take about {duration(left)}, plus {eta.evals_left(step) + (step % eval_every == 0)} "
+          f"evaluations", flush=True)
+    if left > LONG_RUN_SECONDS:
+        faster = "; --backend numba is faster on a CPU" if model.backend.name == "numpy" else ""
+        print(f"this is a long run: --steps N trains fewer steps; Ctrl-C stops with a "
+              f"checkpoint that --resume --out {run.out} continues{faster}", flush=True)
     stop = StopRequest()
     t0 = time.perf_counter() - float(st.seconds)
     bar = tqdm(total=steps, initial=min(step, steps), file=sys.stderr, unit="step",
-               dynamic_ncols=True, mininterval=0.5, desc="train")
+               dynamic_ncols=True, mininterval=0.5, desc="train",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                          "[{elapsed}{postfix}]")
+    bar.set_postfix_str(f"eta {duration(eta.left(step))}", refresh=False)
     stop.install()
     failed = True
     try:
@@ -864,6 +983,7 @@ def train(run: Run) -> int:
                       f"continue with --resume --out {run.out}", file=sys.stderr)
                 failed = False
                 return 130
+            t_step = time.perf_counter()
             batch = run.batches.next_batch()
             if nan_step is not None and step == nan_step:
                 batch.strokes[:, 1, 0] = np.nan
@@ -882,8 +1002,10 @@ def train(run: Run) -> int:
             step += 1
             if step % log_every == 0 or step == steps:
                 bar.set_postfix_str(
-                    " ".join(f"{k} {float(losses[k]):.3f}" for k in LOSS_KEYS)
+                    f"eta {duration(eta.left(step))} | "
+                    + " ".join(f"{k} {float(losses[k]):.3f}" for k in LOSS_KEYS)
                     + f" lr {lr:.2e} klw {klw(step - 1):.3f}", refresh=False)
+            eta.step_done(time.perf_counter() - t_step)
             bar.update(1)
         bar.close()
         print(f"done: {steps} steps in {time.perf_counter() - t0:.0f}s; best valid loss "
@@ -900,10 +1022,7 @@ def train(run: Run) -> int:
 def main(argv=None) -> int:
     args = build_parser(argv).parse_args(argv)
     run = setup_run(args)
-    print("config: " + json.dumps(run.config, indent=2))
-    if run.config.get("backend") == "numba":
-        from . import blas
-        print("matrix products: " + blas.describe())
+    print(describe(run), flush=True)
     if run.resumed:
         print(f"resuming {run.out / 'checkpoint.npz'} at step {run.step}")
     return train(run)

@@ -7,7 +7,6 @@ import fnmatch
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +89,7 @@ def test_generate_from_the_command_line(tmp_path):
 
 
 def test_package_data_names_the_file():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in Python 3.11+")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["minisketch"]
     assert any(fnmatch.fnmatch("models/shapes.npz", p) for p in patterns)

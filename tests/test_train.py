@@ -80,7 +80,11 @@ def _error_line(r):
 def test_run_writes_contract_outputs(data, tmp_path):
     out = tmp_path / "run"
     r = _ok(_cli("--data", data, "--out", out, "--steps", 6, "--eval-every", 3, *TINY))
-    assert '"hparams"' in r.stdout                         # resolved config printed
+    lines = r.stdout.splitlines()                          # the config in four lines
+    assert [ln.split()[0] for ln in lines[:4]] == ["run", "data", "model", "train"], r.stdout
+    assert "conditional: lstm encoder 2x8, lstm decoder 16, z 4, M 3" in lines[2]
+    assert "paper preset: 6 steps of 8 sketches" in lines[3]
+    assert lines[4].startswith("estimate: ") and "6 steps take about" in lines[4]
     config = json.loads((out / "config.json").read_text())
     assert config["hparams"]["dec_rnn_size"] == 16 and config["training"]["steps"] == 6
     assert config["hparams"]["max_seq_len"] == config["max_seq_len"] <= 12
@@ -109,7 +113,8 @@ def test_run_writes_contract_outputs(data, tmp_path):
 
 def test_decoder_only_run(data, tmp_path):
     out = tmp_path / "run"
-    _ok(_cli("--data", data, "--out", out, "--steps", 3, "--conditional", "0", *TINY))
+    r = _ok(_cli("--data", data, "--out", out, "--steps", 3, "--conditional", "0", *TINY))
+    assert "model  decoder-only: lstm decoder 16, M 3:" in r.stdout
     rows = _log(out)
     assert [row["kl_weight"] for row in rows] == [0.0, 0.0]
     assert rows[-1]["valid"]["kl"] == 0.0
@@ -272,6 +277,57 @@ def test_presets_and_overrides():
                                                   "--steps", "5", "--backend", "numba"]))
     assert hp.dec_rnn_size == 64 and opts["steps"] == 5 and opts["backend"] == "numba"
     assert hp.z_size == train.PRESETS["quick"]["hparams"]["z_size"]
+
+
+def test_eta_counts_steps_and_evaluations_apart():
+    eta = train.Eta(0.5, steps=100, eval_every=30, settle=20)
+    assert eta.evals_left(0) == 4 and eta.evals_left(30) == 3 and eta.evals_left(95) == 1
+    assert eta.left(0) == pytest.approx(50.0)
+    eta.eval_done(2.0)
+    assert eta.left(0) == pytest.approx(50.0 + 4 * 2.0)
+    for _ in range(19):
+        eta.step_done(0.1)
+    assert eta.step_seconds == 0.5                   # the probe until 20 steps are timed
+    eta.step_done(0.1)
+    assert eta.step_seconds == pytest.approx(0.1)
+    assert eta.left(90) == pytest.approx(10 * 0.1 + 1 * 2.0)
+    eta = train.Eta(0.5, steps=90, eval_every=30)
+    assert eta.evals_left(0) == 3 and eta.evals_left(90) == 0
+
+
+def test_duration():
+    assert [train.duration(s) for s in (0.4, 42, 245, 3 * 3600 + 12 * 60, 2 * 86400 + 4 * 3600)] \
+        == ["0s", "42s", "4m05s", "3h12m", "2d04h"]
+
+
+def test_warm_up_and_probe_change_nothing(data, tmp_path):
+    """A run's first step after warm_up and probe_step_seconds is the step of a run without."""
+    argv = ["--data", data, "--seed", "5", *TINY]
+    runs = []
+    for k in range(2):
+        args = train.build_parser(argv).parse_args(argv + ["--out", str(tmp_path / str(k))])
+        run = train.setup_run(args)
+        if k == 1:
+            flat = run.model.flat.copy()
+            train.warm_up(run)
+            assert train.probe_step_seconds(run) > 0
+            np.testing.assert_array_equal(run.model.flat, flat)
+        losses, grads = run.model.loss_and_grad(run.batches.next_batch(), 0)
+        runs.append((float(losses["loss"]), run.model.flat_grad.copy(),
+                     run.batches.get_state()))
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert runs[0][2] == runs[1][2]
+
+
+def test_a_long_run_says_so_before_it_starts(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train, "LONG_RUN_SECONDS", 0.0)
+    assert run_cli(train.main, ["--data", data, "--out", str(tmp_path / "r"), "--steps", "2",
+                                *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "s per step measured here; 2 steps take about" in out
+    assert "this is a long run: --steps N trains fewer steps" in out
+    assert "--backend numba is faster on a CPU" in out      # the paper preset runs numpy
 
 
 def test_evaluate_equals_whole_set_as_one_batch(data):
