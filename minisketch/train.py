@@ -93,15 +93,16 @@ NAN_HOOK = "MINISKETCH_INJECT_NAN_AT_STEP"
 
 # Presets: hyperparameters (over HParams defaults) and training options (over TRAIN_DEFAULTS).
 PRESETS = {
-    # A small conditional model on the built-in shapes that draws recognizable spirals,
-    # zigzags, circles, squares and triangles after about 8 minutes on one CPU core (numpy
-    # backend; 0.13 s per step). Smaller batches and a higher learning rate than the paper's buy
-    # more progress per second; the KL weight reaches 0.5 within the first 1000 steps.
-    "quick": {"hparams": dict(enc_rnn_size=64, dec_rnn_size=128, z_size=32, num_mixture=10,
+    # A small conditional model on the built-in shapes, sized for a first run of a few minutes
+    # on 2 cores with the Numba backend (measured: benchmarks/README.md) that draws
+    # recognizable spirals, zigzags, circles, triangles and squares. Smaller batches and a
+    # higher learning rate than the paper's buy more progress per second; the KL weight reaches
+    # 0.5 within the first 1000 steps.
+    "quick": {"hparams": dict(enc_rnn_size=96, dec_rnn_size=192, z_size=32, num_mixture=10,
                               batch_size=32, use_recurrent_dropout=False,
                               learning_rate=0.003, decay_rate=0.9998, min_learning_rate=0.0001,
                               kl_decay_rate=0.995),
-              "train": dict(steps=3500, eval_every=500)},
+              "train": dict(steps=4000, eval_every=500, backend="numba")},
     # The reference hyperparameters (Ha & Eck 2017; HParams defaults). The reference trained for
     # far longer (its num_steps was 10M, saving every 500 steps); 100k steps is a full run here.
     "paper": {"hparams": {}, "train": dict(steps=100_000, eval_every=500)},

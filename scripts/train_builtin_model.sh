@@ -12,5 +12,5 @@ python -m minisketch.train --data builtin:shapes --preset paper --backend numba 
     --enc_rnn_size 128 --dec_rnn_size 256 --z_size 32 --num_mixture 10 \
     --batch_size 64 --learning_rate 0.002 --decay_rate 0.9999 --min_learning_rate 0.00005 \
     --kl_weight 0.5 --kl_decay_rate 0.9995 \
-    --steps 20000 --eval-every 1000 --out "$RUN"
+    --steps 8000 --eval-every 1000 --out "$RUN"
 python scripts/pack_model.py "$RUN/best.npz" minisketch/models/shapes.npz

@@ -111,3 +111,26 @@ def test_a_non_editable_install_ships_the_model(tmp_path):
     assert r.returncode == 0, r.stderr
     where, num_params = r.stdout.split()
     assert Path(where).is_relative_to(target) and int(num_params) > 0
+
+
+def test_pack_script_writes_a_float16_model_that_loads(tmp_path, shapes):
+    """scripts/pack_model.py: checkpoint -> float16 model file, same losses to float16 rounding."""
+    from minisketch.checkpoint import save_model
+    hp = ms.HParams(enc_rnn_size=8, dec_rnn_size=16, z_size=4, num_mixture=3,
+                    max_seq_len=shapes.max_seq_len)
+    small = ms.SketchRNN(hp, seed=1, scale_factor=shapes.scale_factor)
+    save_model(small, tmp_path / "best.npz")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_model.py"),
+                        str(tmp_path / "best.npz"), str(tmp_path / "packed.npz")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    ck = load_checkpoint(tmp_path / "packed.npz")
+    assert all(a.dtype == np.float16 for a in ck.params.values())
+    package = ck.config["package"]
+    assert package["stored_dtype"] == "float16"
+    assert abs(package["valid_loss_float16"] - package["valid_loss_float32"]) < 1e-2
+    packed = ms.load_model(tmp_path / "packed.npz")
+    for name, a in small.state_dict().items():
+        np.testing.assert_allclose(packed.state_dict()[name], a, rtol=1e-3, atol=1e-4,
+                                   err_msg=name)
