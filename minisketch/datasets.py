@@ -213,3 +213,50 @@ def load_dataset(source: str | os.PathLike | Sequence[str | os.PathLike],
                    dropped=dropped, name=name,
                    labels={k: np.asarray(v, dtype=np.int64) for k, v in merged_labels.items()},
                    class_names=class_names)
+
+
+class PackedSketches(Sequence):
+    """Stroke-3 sketches stored end to end in one array: ``points [P, 3]`` float32 and
+    ``starts [n + 1]`` int64, sketch i being the view ``points[starts[i]:starts[i + 1]]``.
+
+    A read-only list of float32 arrays for the code that reads a split (indexing, ``len``,
+    iteration; a slice is a list of views) without a Python object per sketch: 12 bytes a point
+    plus 8 a sketch. The arrays may live in memory shared between processes (``mpi.py``)."""
+
+    def __init__(self, points: np.ndarray, starts: np.ndarray):
+        self.points, self.starts = points, starts
+
+    @classmethod
+    def pack(cls, sketches: Sequence[np.ndarray]) -> "PackedSketches":
+        lengths = np.fromiter((len(s) for s in sketches), dtype=np.int64, count=len(sketches))
+        starts = np.zeros(len(sketches) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        points = np.empty((int(starts[-1]), 3), dtype=np.float32)
+        for i, s in enumerate(sketches):
+            points[starts[i]:starts[i + 1]] = s
+        return cls(points, starts)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        i = int(i)
+        if not -n <= i < n:
+            raise IndexError(f"sketch {i} of {n}")
+        i %= n
+        return self.points[self.starts[i]:self.starts[i + 1]]
+
+
+def download_sources(sources, cache_dir=None, base_url=None) -> None:
+    """Download into the cache the QuickDraw classes among ``sources`` that ``load_dataset``
+    would download (so that one process can fetch them while others wait, then all read)."""
+    sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    for source in sources:
+        text = os.fspath(source)
+        if text.startswith("builtin:") or Path(text).expanduser().exists():
+            continue
+        if not _looks_like_path(text) and quickdraw.is_class_name(text):
+            quickdraw.download(text, cache_dir=cache_dir, base_url=base_url)
