@@ -82,7 +82,7 @@ from .errors import MinisketchError, ModelError, run_cli  # noqa: E402
 from .fileio import (atomic_open, read_regular, remove_stale_temporaries,  # noqa: E402
                      write_bytes_atomic)
 from .hparams import MAX_SEQ_LEN, HParams, add_hparam_arguments, hparams_from_args  # noqa: E402
-from .mpi import Agreed, World, get_world  # noqa: E402
+from .mpi import World, get_world  # noqa: E402
 from .optim import Adam, kl_weight, learning_rate  # noqa: E402
 
 try:
@@ -887,6 +887,14 @@ def train(run: Run) -> int:
     model, hp, opts, st, xp = run.model, run.hp, run.opts, run.state, run.model.xp
     world = run.world
     root = world.is_root
+
+    def say(*a, **kw):                     # rank 0 alone prints
+        if root:
+            print(*a, **kw)
+
+    def say_bar(*a, **kw):                 # the same, above the progress bar
+        if root:
+            tqdm.write(*a, **kw)
     steps, eval_every = int(opts["steps"]), int(opts["eval_every"])
     log_every = int(opts["log_every"])
     check_every = 1 if xp is np else log_every      # host backends: reading a loss is free
@@ -896,10 +904,10 @@ def train(run: Run) -> int:
     warned = set()
 
     def warn_once(what, e):
-        if root and what not in warned:
+        if what not in warned:
             warned.add(what)
-            tqdm.write(f"warning: {what} ({type(e).__name__}: {e}); training continues",
-                       file=sys.stderr)
+            say_bar(f"warning: {what} ({type(e).__name__}: {e}); training continues",
+                    file=sys.stderr)
 
     def check_params(step):
         if not bool(xp.isfinite(model.flat).all()):
@@ -982,10 +990,10 @@ def train(run: Run) -> int:
             with world.fatal():
                 save_checkpoint(run.out / "best.npz", model.state_dict(), run.config, step=step)
         eta.eval_done(time.perf_counter() - t_eval)
-        tqdm.write(f"step {step}: valid {_fmt(valid)}"
-                   + (f" | test {_fmt(row['test'])} (best params, step {st.best_step})"
-                      if "test" in row else "")
-                   + f" | eval {time.perf_counter() - t_eval:.1f}s")
+        say_bar(f"step {step}: valid {_fmt(valid)}"
+                + (f" | test {_fmt(row['test'])} (best params, step {st.best_step})"
+                   if "test" in row else "")
+                + f" | eval {time.perf_counter() - t_eval:.1f}s")
         if not root:                      # the plot and the samples are rank 0's
             return
         try:
@@ -1035,26 +1043,26 @@ def train(run: Run) -> int:
         raise MinisketchError(f"{run.out / 'checkpoint.npz'} is already at step {step}, past "
                               f"--steps {steps}; pass a larger --steps to train further")
     if step == steps and st.last_eval_step == step:
-        print(f"nothing to do: {run.out} is already at step {steps} (pass a larger --steps "
-              f"to train further)")
+        say(f"nothing to do: {run.out} is already at step {steps} (pass a larger --steps "
+            f"to train further)")
         return 0
     kernels = {"numba": "the Numba kernels (the first run only; cached afterwards)",
                "cupy": "the CUDA kernels"}.get(model.backend.name)
     t_warm = time.perf_counter()
     if kernels:
-        print(f"compiling {kernels} ...", end=" ", flush=True)
+        say(f"compiling {kernels} ...", end=" ", flush=True)
     warm_up(run)
     if kernels:
-        print(duration(time.perf_counter() - t_warm), flush=True)
+        say(duration(time.perf_counter() - t_warm), flush=True)
     eta = Eta(probe_step_seconds(run), steps, eval_every)
     left = (steps - step) * eta.step_seconds
-    print(f"estimate: {eta.step_seconds:.3g} s per step measured here; {steps - step} steps "
-          f"take about {duration(left)}, plus {eta.evals_left(step) + (step % eval_every == 0)} "
-          f"evaluations", flush=True)
+    say(f"estimate: {eta.step_seconds:.3g} s per step measured here; {steps - step} steps "
+        f"take about {duration(left)}, plus {eta.evals_left(step) + (step % eval_every == 0)} "
+        f"evaluations", flush=True)
     if left > LONG_RUN_SECONDS:
         faster = "; --backend numba is faster on a CPU" if model.backend.name == "numpy" else ""
-        print(f"this is a long run: --steps N trains fewer steps; Ctrl-C stops with a "
-              f"checkpoint that --resume --out {run.out} continues{faster}", flush=True)
+        say(f"this is a long run: --steps N trains fewer steps; Ctrl-C stops with a "
+            f"checkpoint that --resume --out {run.out} continues{faster}", flush=True)
     stop = StopRequest()
     t0 = time.perf_counter() - float(st.seconds)
     bar = tqdm(total=steps, initial=min(step, steps), file=sys.stderr, unit="step",
@@ -1082,10 +1090,8 @@ def train(run: Run) -> int:
                 save_state(step)
                 bar.close()
                 name = signal.Signals(signum).name
-                if root:
-                    print(f"{name}: stopped at step {step}; saved "
-                          f"{run.out / 'checkpoint.npz'}; continue with --resume --out "
-                          f"{run.out}", file=sys.stderr)
+                say(f"{name}: stopped at step {step}; saved {run.out / 'checkpoint.npz'}; "
+                    f"continue with --resume --out {run.out}", file=sys.stderr)
                 failed = False
                 return 130
             faults.hit("train:step")
@@ -1114,9 +1120,8 @@ def train(run: Run) -> int:
             eta.step_done(time.perf_counter() - t_step)
             bar.update(1)
         bar.close()
-        if root:
-            print(f"done: {steps} steps in {time.perf_counter() - t0:.0f}s; best valid loss "
-                  f"{st.best_valid_loss:.4f} at step {st.best_step}; outputs in {run.out}")
+        say(f"done: {steps} steps in {time.perf_counter() - t0:.0f}s; best valid loss "
+            f"{st.best_valid_loss:.4f} at step {st.best_step}; outputs in {run.out}")
         failed = False
         return 0
     finally:
