@@ -28,6 +28,7 @@ from .xp import get_xp, to_numpy
 
 # variables that MPI launchers set to the number of processes (MPICH, Open MPI, Slurm's PMI)
 LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+FORCE_VAR = "MINISKETCH_MPI_WORLD"    # 1: the MPI path even for one process (GPU check, NCCL)
 INSTALL_HINT = "pip install 'minisketch[mpi]' (mpi4py and an MPI runtime)"
 
 
@@ -48,7 +49,9 @@ def launched_size() -> int:
 
 def get_world() -> "World":
     """This process's :class:`World`: MPI's COMM_WORLD when mpi4py was loaded by its launcher
-    (``python -m mpi4py``) or a launcher started several processes; else one process."""
+    (``python -m mpi4py``) or a launcher started several processes, and it has several ranks
+    (or ``MINISKETCH_MPI_WORLD=1``: a one-rank world that still runs the MPI path); else one
+    process."""
     if "mpi4py" not in sys.modules and launched_size() == 1:
         return World()
     try:
@@ -56,7 +59,7 @@ def get_world() -> "World":
     except ImportError:
         raise MinisketchError(f"started by an MPI launcher with {launched_size()} processes, "
                               f"but mpi4py is not installed: {INSTALL_HINT}") from None
-    if MPI.COMM_WORLD.Get_size() == 1:
+    if MPI.COMM_WORLD.Get_size() == 1 and os.environ.get(FORCE_VAR) != "1":
         return World()
     return World(MPI.COMM_WORLD)
 

@@ -751,8 +751,9 @@ def describe(run: Run) -> str:
     if model.backend.name == "numba":
         from . import blas
         where += f", products by {blas.describe()}"
-    if run.world.size > 1:
-        where += (f"; {run.world.size} processes (data-parallel, gradients summed by "
+    if run.world.comm is not None:
+        n = run.world.size
+        where += (f"; {n} process{'es' if n > 1 else ''} (data-parallel, gradients summed by "
                   f"{run.world.transport.upper()})")
     return "\n".join([
         f"run    {run.out} (every setting in config.json)",
@@ -1133,7 +1134,7 @@ def train(run: Run) -> int:
 
 def main(argv=None) -> int:
     world = get_world()
-    if world.size > 1:
+    if world.comm is not None:
         return main_parallel(argv, world)
     args = build_parser(argv).parse_args(argv)
     run = setup_run(args)
