@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .cpu import return_freed_memory
 from .errors import MinisketchError
 from .xp import get_xp, to_numpy
 
@@ -289,45 +290,36 @@ class World:
     # ------------------------------------------------------------------ data
 
     def load_dataset(self, sources, max_seq_len=None):
-        """``datasets.load_dataset`` once per machine: the first rank of each machine downloads
-        what is missing and loads the data, which then lives in MPI shared memory that every
-        rank of the machine reads (PackedSketches views; one copy per machine)."""
-        from .datasets import Dataset, PackedSketches, download_sources, load_dataset
+        """``datasets.load_dataset`` once per machine: its first rank downloads what is missing
+        while the others wait, loads one source at a time (``load_parts``) and merges them into
+        MPI shared memory that every rank of the machine reads (one copy per machine)."""
+        from .datasets import (Dataset, PackedSketches, download_sources, load_dataset,
+                               load_parts, merge_parts, merged_sizes)
         if self.comm is None:
             return load_dataset(sources, max_seq_len=max_seq_len)
-        error, ds = None, None
+        error, parts, sizes = None, None, None
         if self.local_rank == 0:
             try:
                 download_sources(sources)
-                ds = load_dataset(sources, max_seq_len=max_seq_len)
+                parts = load_parts(sources, max_seq_len=max_seq_len)
+                sizes = merged_sizes(parts)
             except (MinisketchError, OSError, MemoryError) as e:
                 error = e
         self.agree(error)
-        meta, arrays = None, {}
+        sizes = self.node.bcast(sizes, root=0)
+        arrays = {k: (self._shared((n_points, 3), np.float32), self._shared((n + 1,), np.int64))
+                  for k, (n_points, n) in sizes.items()}
+        ds = None
         if self.local_rank == 0:
-            meta = {"scale_factor": ds.scale_factor, "max_seq_len": ds.max_seq_len,
-                    "dropped": ds.dropped, "name": ds.name, "class_names": ds.class_names,
-                    "labels": ds.labels, "sizes": {}}
-            for split in ("train", "valid", "test"):
-                packed = PackedSketches.pack(getattr(ds, split))
-                setattr(ds, split, None)             # the lists go as each split is packed
-                arrays[split] = packed
-                meta["sizes"][split] = (packed.points.shape[0], len(packed))
-        meta = self.node.bcast(meta, root=0)
-        splits = {}
-        for split, (n_points, n) in meta["sizes"].items():
-            points = self._shared((n_points, 3), np.float32)
-            starts = self._shared((n + 1,), np.int64)
-            if self.local_rank == 0:
-                points[...] = arrays[split].points
-                starts[...] = arrays[split].starts
-                arrays[split] = None
-            splits[split] = (points, starts)
-        self.node.Barrier()                          # filled before anyone reads
-        return Dataset(**{k: PackedSketches(*v) for k, v in splits.items()},
-                       scale_factor=meta["scale_factor"], max_seq_len=meta["max_seq_len"],
-                       dropped=meta["dropped"], name=meta["name"], labels=meta["labels"],
-                       class_names=meta["class_names"])
+            ds = merge_parts(parts, arrays)
+            del parts
+            return_freed_memory()                   # the parts' arrays and lists
+        meta = self.node.bcast(None if ds is None else {
+            k: getattr(ds, k) for k in ("scale_factor", "max_seq_len", "dropped", "name",
+                                        "labels", "class_names")}, root=0)
+        if ds is None:                              # filled by the first rank, read here
+            ds = Dataset(**{k: PackedSketches(*arrays[k]) for k in arrays}, **meta)
+        return ds
 
     def _shared(self, shape, dtype) -> np.ndarray:
         """A NumPy array in memory shared by this machine's ranks (an MPI window that the

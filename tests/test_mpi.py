@@ -267,3 +267,32 @@ def test_an_error_every_rank_meets_is_one_line_and_leaves_nothing(data, tmp_path
     assert not out.exists()
     r = _train(2, "--data", data, "--steps", "x")       # a usage error, printed once
     assert r.returncode == 2 and r.stderr.count("usage:") == 1, r.stderr
+
+
+def test_parts_merged_equal_the_whole_load(data, tmp_path):
+    """load_parts + merge_parts (one source at a time, packed) give load_dataset's Dataset."""
+    from minisketch.datasets import load_dataset, load_parts, merge_parts, merged_sizes
+    rng = np.random.default_rng(5)
+    other = tmp_path / "other.npz"
+    splits = {}
+    for k, n in (("train", 30), ("valid", 6), ("test", 6)):
+        a = np.empty(n, dtype=object)
+        a[:] = [s * np.array([3, 3, 1], np.int16) for s in _sketches(rng, n)]
+        splits[k] = a
+    np.savez(other, **splits)
+    sources = [data, str(other), "builtin:shapes"]
+    whole = load_dataset(sources, max_seq_len=40)
+    parts = load_parts(sources, max_seq_len=40)
+    sizes = merged_sizes(parts)
+    merged = merge_parts(parts)
+    assert sizes["train"] == (len(merged.train.points), len(whole.train))
+    for k in ("train", "valid", "test"):
+        a, b = getattr(whole, k), getattr(merged, k)
+        assert len(a) == len(b)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+        np.testing.assert_array_equal(whole.labels[k], merged.labels[k])
+    assert merged.class_names == whole.class_names and merged.name == whole.name
+    assert (merged.max_seq_len, merged.dropped) == (whole.max_seq_len, whole.dropped)
+    assert merged.scale_factor == pytest.approx(whole.scale_factor, rel=1e-13)
+    one = merge_parts(load_parts([data]))           # one source: its own factor, bit for bit
+    assert one.scale_factor == load_dataset(data).scale_factor
