@@ -11,7 +11,8 @@ prefix ``scipy_`` and suffix ``64_``; ``openblas_paths`` finds the library). Whe
 another BLAS (Accelerate, MKL) or the library cannot be found, ``blas_threads`` does nothing and
 ``get_blas_threads`` returns None.
 
-``keep_freed_memory`` keeps the training step's large freed arrays in the process (glibc).
+``keep_freed_memory`` keeps the training step's large freed arrays in the process (glibc);
+``return_freed_memory`` gives memory freed so far back to the system (after loading data).
 """
 from __future__ import annotations
 
@@ -119,3 +120,12 @@ def keep_freed_memory() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
     return (bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
             and bool(mallopt(M_ARENA_MAX, 1)))
+
+
+def return_freed_memory() -> bool:
+    """Give the heap's free memory back to the system (glibc ``malloc_trim``): after loading a
+    dataset, the lists and temporaries it freed. Returns True when glibc released some."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

@@ -21,6 +21,7 @@ data units: :func:`~minisketch.strokes.make_batch` divides by the scale factor.
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -213,3 +214,118 @@ def load_dataset(source: str | os.PathLike | Sequence[str | os.PathLike],
                    dropped=dropped, name=name,
                    labels={k: np.asarray(v, dtype=np.int64) for k, v in merged_labels.items()},
                    class_names=class_names)
+
+
+class PackedSketches(Sequence):
+    """Stroke-3 sketches stored end to end in one array: ``points [P, 3]`` float32 and
+    ``starts [n + 1]`` int64, sketch i being the view ``points[starts[i]:starts[i + 1]]``.
+
+    A read-only list of float32 arrays for the code that reads a split (indexing, ``len``,
+    iteration; a slice is a list of views) without a Python object per sketch: 12 bytes a point
+    plus 8 a sketch. The arrays may live in memory shared between processes (``mpi.py``)."""
+
+    def __init__(self, points: np.ndarray, starts: np.ndarray):
+        self.points, self.starts = points, starts
+
+    @classmethod
+    def pack(cls, sketches: Sequence[np.ndarray]) -> "PackedSketches":
+        lengths = np.fromiter((len(s) for s in sketches), dtype=np.int64, count=len(sketches))
+        starts = np.zeros(len(sketches) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        points = np.empty((int(starts[-1]), 3), dtype=np.float32)
+        for i, s in enumerate(sketches):
+            points[starts[i]:starts[i + 1]] = s
+        return cls(points, starts)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        i = int(i)
+        if not -n <= i < n:
+            raise IndexError(f"sketch {i} of {n}")
+        i %= n
+        return self.points[self.starts[i]:self.starts[i + 1]]
+
+
+def load_parts(sources, max_seq_len: int | None = None, **kw) -> list:
+    """``load_dataset`` of each SOURCE alone, its splits packed (:class:`PackedSketches`) as soon
+    as it is loaded: a Dataset per source, one source's lists of arrays alive at a time.
+    ``merge_parts`` joins them into what ``load_dataset(sources)`` gives. (Each source must then
+    keep sketches in every split under ``max_seq_len``.)"""
+    sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    parts = []
+    for source in sources:
+        ds = load_dataset(source, max_seq_len=max_seq_len, **kw)
+        for k in SPLITS:
+            setattr(ds, k, PackedSketches.pack(getattr(ds, k)))
+        parts.append(ds)
+    return parts
+
+
+def merged_sizes(parts) -> dict:
+    """{split: (points, sketches)} of the merged parts."""
+    return {k: (sum(len(getattr(p, k).points) for p in parts),
+                sum(len(getattr(p, k)) for p in parts)) for k in SPLITS}
+
+
+def merge_parts(parts: list, arrays: dict | None = None) -> Dataset:
+    """The parts of ``load_parts`` as one Dataset, as ``load_dataset`` of all the sources would
+    give it: splits concatenated in source order, labels after the previous parts' classes,
+    N_max the longest, the scale factor of all training offsets (one part's own, else the parts'
+    means and squared deviations combined, equal to ``strokes.scale_factor`` to rounding).
+    arrays: {split: (points [P, 3] float32, starts [n + 1] int64)} to fill (memory shared
+    between processes, say), sized by ``merged_sizes``; None: new arrays. Each part's arrays
+    are dropped from ``parts`` once copied."""
+    sizes = merged_sizes(parts)
+    if arrays is None:
+        arrays = {k: (np.empty((sizes[k][0], 3), np.float32), np.empty(sizes[k][1] + 1, np.int64))
+                  for k in SPLITS}
+    sf = parts[0].scale_factor
+    if len(parts) > 1:
+        count, mean, m2 = 0, 0.0, 0.0            # over every training dx and dy (Chan et al.)
+        for p in parts:
+            xy = p.train.points[:, :2].astype(np.float64)
+            n, mu = xy.size, float(xy.mean())
+            d = mu - mean
+            mean += d * n / (count + n)
+            m2 += float(((xy - mu) ** 2).sum()) + d * d * count * n / (count + n)
+            count += n
+        sf = math.sqrt(m2 / count)
+    labels, names = {k: [] for k in SPLITS}, []
+    for k in SPLITS:
+        points, starts = arrays[k]
+        at, row = 0, 0
+        starts[0] = 0
+        for p in parts:
+            packed = getattr(p, k)
+            n_points, n = len(packed.points), len(packed)
+            points[at:at + n_points] = packed.points
+            starts[row + 1:row + n + 1] = packed.starts[1:] + at
+            at, row = at + n_points, row + n
+            setattr(p, k, None)
+    for p in parts:
+        labels_offset = len(names)
+        for k in SPLITS:
+            labels[k].append(p.labels[k] + labels_offset)
+        names += p.class_names
+    return Dataset(**{k: PackedSketches(*arrays[k]) for k in SPLITS}, scale_factor=sf,
+                   max_seq_len=max(p.max_seq_len for p in parts),
+                   dropped=sum(p.dropped for p in parts),
+                   name="+".join(p.name for p in parts),
+                   labels={k: np.concatenate(labels[k]) for k in SPLITS}, class_names=names)
+
+
+def download_sources(sources, cache_dir=None, base_url=None) -> None:
+    """Download into the cache the QuickDraw classes among ``sources`` that ``load_dataset``
+    would download (so that one process can fetch them while others wait, then all read)."""
+    sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    for source in sources:
+        text = os.fspath(source)
+        if text.startswith("builtin:") or Path(text).expanduser().exists():
+            continue
+        if not _looks_like_path(text) and quickdraw.is_class_name(text):
+            quickdraw.download(text, cache_dir=cache_dir, base_url=base_url)

@@ -39,12 +39,25 @@ from .layers.mdn import mdn_params
 from .noise import HashNoise
 from .optim import kl_weight
 from .strokes import make_batch
-from .xp import to_numpy
+from .xp import get_xp, to_numpy
 
 __all__ = ["SketchRNN", "DTYPES", "MIN_ROWS_PER_THREAD", "default_threads"]
 
 DTYPES = ("float32", "float64")
 ENCODE_CHUNK = 256      # sketches encoded per pass in ``encode``
+
+
+def _noise_rows(noise: SimpleNamespace, r0: int, r1: int) -> SimpleNamespace:
+    """Rows r0:r1 of a step's noise (eps [B, N_z] and the masks [N, B, ...]), contiguous."""
+    def rows(a, axis):
+        if a is None:
+            return None
+        xp = get_xp(a)
+        return xp.ascontiguousarray(a[r0:r1] if axis == 0 else a[:, r0:r1])
+
+    return SimpleNamespace(eps=rows(noise.eps, 0), keep_enc_fw=rows(noise.keep_enc_fw, 1),
+                           keep_enc_bw=rows(noise.keep_enc_bw, 1), keep_dec=rows(noise.keep_dec, 1),
+                           in_mask=rows(noise.in_mask, 1), out_mask=rows(noise.out_mask, 1))
 
 
 class SketchRNN:
@@ -202,8 +215,8 @@ class SketchRNN:
             return 0.0
         return float(kl_weight(self.hp, int(step)))
 
-    def loss_and_grad(self, batch, step: int, training: bool = True):
-        """Losses and gradients of one batch.
+    def loss_and_grad(self, batch, step: int, training: bool = True, part=None):
+        """Losses and gradients of one batch (or of a part of it).
 
         batch: Batch(strokes [B, N+1, 5] host float32, normalized, S0 first; lengths [B]).
         step:  the training step (seeds the noise with ``seed``; sets the KL weight).
@@ -211,8 +224,12 @@ class SketchRNN:
         Returns (losses, grads): losses is a dict of 0-d arrays ``loss``, ``recon``, ``offset``,
         ``pen``, ``kl`` (raw, unfloored; 0 for decoder-only), ``kl_weight``; grads is
         ``model.grads`` (views into ``model.flat_grad``, overwritten by this call).
+        part: None, or ``(r0, r1, reduce)``: only rows r0:r1 of the batch, with the noise of the
+        whole batch's rows r0:r1; losses and gradients are then that part's share of the whole
+        batch's (``fast/sketch_rnn.py``; summed over the parts, the whole batch's), and
+        ``reduce(float) -> float`` sums a number over the parts (the KL; ``mpi.py``).
         """
-        return self._run(batch, step, training, backward=True), self.grads
+        return self._run(batch, step, training, backward=True, part=part), self.grads
 
     def evaluate(self, batch, step: int = 0) -> dict:
         """Losses of one batch, forward only, dropout off (same dict as ``loss_and_grad``)."""
@@ -333,14 +350,22 @@ class SketchRNN:
         """The row blocks [(r0, r1), ...] a step of B rows is split into."""
         return self._threads.blocks(B)
 
-    def _run(self, batch, step, training, backward):
+    def _run(self, batch, step, training, backward, part=None):
         xp = self.xp
         strokes, lengths = self._check_batch(batch)
         B, N = strokes.shape[0], strokes.shape[1] - 1
         rng = self._noise_rng(step)
         noise = self._draw_head_noise(rng, B, N, training)
-        wait_noise = None
-        if len(self._threads.blocks(B)) > 1 and xp is np:
+        wait_noise, batch_rows, reduce = None, None, None
+        if part is not None:
+            # rows r0:r1 of the batch, with their rows of the whole batch's noise
+            r0, r1, reduce = part
+            if not 0 <= r0 < r1 <= B:
+                raise ModelError(f"part rows {r0}:{r1} do not lie in a batch of {B}")
+            self._draw_rows_noise(rng, B, N, training, noise)
+            noise = _noise_rows(noise, r0, r1)
+            strokes, lengths, batch_rows = strokes[r0:r1], lengths[r0:r1], B
+        elif len(self._threads.blocks(B)) > 1 and xp is np:
             # the decoder's masks continue rng's stream in a thread of their own while the
             # encoder runs (the same numbers as drawn here; the draw is serial work otherwise)
             wait_noise = self._threads.beside(self._draw_rows_noise, rng, B, N, training, noise)
@@ -351,7 +376,7 @@ class SketchRNN:
         losses, cache = fast_sketch_rnn.sketch_rnn_forward(
             self.params, x, xp.asarray(lengths), noise, self.hp, self.kl_weight(step),
             self.kernels, host_lengths=lengths, threads=self._threads, wait_noise=wait_noise,
-            backward=backward)
+            backward=backward, batch_rows=batch_rows, reduce=reduce)
         if backward:
             for name, g in fast_sketch_rnn.sketch_rnn_backward(cache).items():
                 self.grads[name][...] = g

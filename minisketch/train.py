@@ -46,9 +46,13 @@ choose otherwise (the step is then not split unless ``--threads`` says so).
 
 Test hooks: the environment variable ``MINISKETCH_INJECT_NAN_AT_STEP=K`` writes a NaN into the
 training batch of step K (the non-finite-loss path); ``MINISKETCH_FAULT`` (faults.py) kills or
-interrupts the run at a named point: ``eval:valid``, ``eval:logged`` (log line written),
-``eval:checkpointed`` (checkpoint written, best.npz not yet), ``eval:samples``, or
-``rename:<file>`` inside an atomic write.
+interrupts the run at a named point: ``train:step`` (before a step's batch), ``eval:valid``,
+``eval:logged`` (log line written), ``eval:checkpointed`` (checkpoint written, best.npz not
+yet), ``eval:samples``, or ``rename:<file>`` inside an atomic write.
+
+Many processes (docs/mpi.md): under ``mpiexec -n N python -m mpi4py -m minisketch.train`` the
+step is data-parallel (``mpi.py``): the same numbers as one process with the same global
+``--batch_size``; rank 0 alone prints and writes the run folder (and holds its lock).
 """
 from __future__ import annotations
 
@@ -59,7 +63,7 @@ import os
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +82,7 @@ from .errors import MinisketchError, ModelError, run_cli  # noqa: E402
 from .fileio import (atomic_open, read_regular, remove_stale_temporaries,  # noqa: E402
                      write_bytes_atomic)
 from .hparams import MAX_SEQ_LEN, HParams, add_hparam_arguments, hparams_from_args  # noqa: E402
+from .mpi import World, get_world  # noqa: E402
 from .optim import Adam, kl_weight, learning_rate  # noqa: E402
 
 try:
@@ -90,6 +95,7 @@ DEFAULT_DATA = "builtin:shapes"
 DEFAULT_PRESET = "quick"      # without --data
 SAMPLE_TEMPERATURE = 0.4          # temperature of the samples grid refreshed at each evaluation
 NAN_HOOK = "MINISKETCH_INJECT_NAN_AT_STEP"
+NCCL_SWITCH = "MINISKETCH_NCCL"   # 0: sum a cupy run's gradients through host memory and MPI
 
 # Presets: hyperparameters (over HParams defaults) and training options (over TRAIN_DEFAULTS).
 PRESETS = {
@@ -439,20 +445,58 @@ class Run:
     state: TrainState
     folder: RunFolder | None = None
     resumed: bool = False
+    world: World = field(default_factory=World)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def setup_run(args) -> Run:
+def setup_run(args, world: World | None = None) -> Run:
     """Load data, build the model and optimizer, fresh or from ``<out>/checkpoint.npz``.
 
     Every option is checked before ``--out`` is touched; the folder is then claimed (locked,
     stale temporaries removed) and, when anything after that fails, left as it was found.
     ``config.json`` and ``log.jsonl`` are written here: the log is emptied for a fresh run and
-    cut to the evaluations the checkpoint has seen for a resumed one.
+    cut to the evaluations the checkpoint has seen for a resumed one. Under MPI (``world``),
+    rank 0 alone checks, claims and writes the folder and sends the settings and checkpoint to
+    the others; every rank builds its model, and an error on any rank ends every rank's setup.
     """
+    world = world or World()
+    error, claimed = None, None
+    if world.is_root:
+        try:
+            claimed = _claim_run(args)
+        except (MinisketchError, OSError, MemoryError) as e:
+            error = e
+    world.agree(error)
+    hp, opts, ck = world.bcast(claimed[:3] if world.is_root else None)
+    folder = claimed[3] if world.is_root else None
+    try:
+        error = None
+        try:
+            world.use_backend(opts["backend"], nccl=os.environ.get(NCCL_SWITCH, "1") != "0")
+            run = _build_run(hp, opts, ck, folder, world)
+            if world.is_root:
+                _write_text_atomic(run.out / "config.json",
+                                   json.dumps(run.config, indent=2) + "\n")
+                rows = [r for r in read_log(run.out / "log.jsonl")
+                        if run.state.last_eval_step is not None and
+                        isinstance(r.get("step"), int) and r["step"] <= run.state.last_eval_step]
+                _write_text_atomic(run.out / "log.jsonl",
+                                   "".join(json.dumps(r) + "\n" for r in rows))
+        except (MinisketchError, OSError, MemoryError) as e:
+            error = e
+        world.agree(error)
+        return run
+    except BaseException:
+        if folder is not None:
+            folder.release(failed=True)
+        raise
+
+
+def _claim_run(args):
+    """(hyperparameters, training options, checkpoint or None, claimed RunFolder)."""
     if args.resume and not args.out:
         raise MinisketchError("--resume needs --out DIR, the folder of the run to continue")
     if args.resume:
@@ -465,17 +509,7 @@ def setup_run(args) -> Run:
     folder = RunFolder(opts["out"])
     folder.check_usable(fresh=not args.resume)
     folder.claim()
-    try:
-        run = _build_run(hp, opts, ck, folder)
-        _write_text_atomic(run.out / "config.json", json.dumps(run.config, indent=2) + "\n")
-        rows = [r for r in read_log(run.out / "log.jsonl")
-                if run.state.last_eval_step is not None and
-                isinstance(r.get("step"), int) and r["step"] <= run.state.last_eval_step]
-        _write_text_atomic(run.out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        return run
-    except BaseException:
-        folder.release(failed=True)
-        raise
+    return hp, opts, ck, folder
 
 
 def _resume_config(args):
@@ -525,28 +559,35 @@ def _read_config(path: Path) -> dict:
     return config
 
 
-def _build_run(hp: HParams, opts: dict, ck, folder: RunFolder) -> Run:
+def _build_run(hp: HParams, opts: dict, ck, folder: RunFolder | None,
+               world: World | None = None) -> Run:
     from .batching import BatchIterator
     from .cpu import keep_freed_memory
-    from .datasets import load_dataset
     from .model import SketchRNN
     from .strokes import Augment
 
+    world = world or World()
     out = Path(opts["out"])
-    ds = load_dataset(opts["data"], max_seq_len=hp.max_seq_len)
+    ds = world.load_dataset(opts["data"], max_seq_len=hp.max_seq_len)
     if len(ds.valid) == 0:
         raise MinisketchError(f"{' '.join(opts['data'])} has no validation sketches; "
                               f"training needs a valid split to evaluate and pick best.npz")
+    if hp.batch_size < world.size:
+        raise MinisketchError(f"--batch_size {hp.batch_size} is smaller than the {world.size} "
+                              f"processes: each needs at least one row of the batch; use fewer "
+                              f"processes or a larger --batch_size")
     hp = hp.replace(max_seq_len=int(ds.max_seq_len))
     if opts["backend"] != "cupy":
         keep_freed_memory()        # the step's large arrays stay in the process (cpu.py)
     model = SketchRNN(hp, backend=opts["backend"], dtype=opts["dtype"], seed=int(opts["seed"]),
-                      scale_factor=float(ds.scale_factor), threads=opts.get("threads"))
+                      scale_factor=float(ds.scale_factor),
+                      threads=rank_threads(world, opts, hp.batch_size))
     adam = Adam.for_model(model)
     batches = BatchIterator(ds.train, hp.batch_size, ds.max_seq_len, ds.scale_factor,
                             rng=int(opts["seed"]), augment=Augment.from_hparams(hp))
     config = {**model_config(model), "training": opts, "dropped": int(getattr(ds, "dropped", 0)),
-              "splits": {"train": len(ds.train), "valid": len(ds.valid), "test": len(ds.test)}}
+              "splits": {"train": len(ds.train), "valid": len(ds.valid), "test": len(ds.test)},
+              "processes": world.size}
     step, state = 0, TrainState()
     if ck is not None:
         saved_sf = ck.config.get("scale_factor")
@@ -569,9 +610,32 @@ def _build_run(hp: HParams, opts: dict, ck, folder: RunFolder) -> Run:
         if adam.t != step:
             raise ModelError(f"{ck.path} is inconsistent: step {step} but the optimizer has "
                              f"taken {adam.t} steps")
-        _repair_best(out, ck, state)
+        if world.is_root:
+            _repair_best(out, ck, state)
+    # every rank starts from rank 0's parameters and optimizer state
+    for a in (model.flat, adam.m, adam.v):
+        world.bcast_array(a)
     return Run(out=out, hp=hp, opts=opts, config=config, ds=ds, model=model, adam=adam,
-               batches=batches, step=step, state=state, folder=folder, resumed=ck is not None)
+               batches=batches, step=step, state=state, folder=folder, resumed=ck is not None,
+               world=world)
+
+
+def rank_threads(world: World, opts: dict, batch_size: int) -> int | None:
+    """Row-block threads of this rank: ``--threads``; one rank: None (the model's default);
+    several: the cores this rank owns (``World.cores``) on the CPU backends when BLAS runs on
+    one thread and ``MINISKETCH_THREADS`` is unset, with blocks of at least
+    ``MIN_ROWS_PER_THREAD`` of its rows."""
+    from .cpu import get_blas_threads
+    from .model import MIN_ROWS_PER_THREAD
+    if opts.get("threads") is not None or world.size == 1:
+        return opts.get("threads")
+    cores = world.cores()                        # every rank takes part
+    if opts["backend"] == "cupy" or os.environ.get("MINISKETCH_THREADS", "").strip():
+        return None
+    if get_blas_threads() != 1:
+        return 1
+    rows = batch_size // world.size
+    return max(1, min(cores, rows // MIN_ROWS_PER_THREAD))
 
 
 def _repair_best(out: Path, ck, state: TrainState) -> None:
@@ -591,15 +655,24 @@ def _repair_best(out: Path, ck, state: TrainState) -> None:
 # ----------------------------------------------------------------------------- evaluation
 
 def evaluate(model, sketches, batch_size: int, max_len: int, scale_factor: float,
-             step: int) -> dict:
-    """Sketch-weighted mean losses over a whole split (training=False), as host floats."""
-    from .batching import eval_batches
+             step: int, world: World | None = None) -> dict:
+    """Sketch-weighted mean losses over a whole split (training=False), as host floats.
+
+    The in-order batches of ``batching.eval_batches``; under MPI each rank evaluates every
+    size-th one and the batches' losses are gathered and added in batch order on every rank."""
+    from .strokes import make_batch
+    world = world or World()
+    mine = []
+    for i, start in enumerate(range(0, len(sketches), batch_size)):
+        if i % world.size == world.rank:
+            chunk = list(sketches[start:start + batch_size])
+            losses = model.evaluate(make_batch(chunk, max_len, scale_factor), step=step)
+            mine.append((i, len(chunk), [float(losses[k]) for k in LOSS_KEYS]))
     totals = {k: 0.0 for k in LOSS_KEYS}
     n = 0
-    for batch, n_real in eval_batches(sketches, batch_size, max_len, scale_factor):
-        losses = model.evaluate(batch, step=step)
-        for k in LOSS_KEYS:
-            totals[k] += float(losses[k]) * n_real
+    for _, n_real, values in sorted(r for part in world.allgather(mine) for r in part):
+        for k, v in zip(LOSS_KEYS, values):
+            totals[k] += v * n_real
         n += n_real
     return {k: totals[k] / n for k in LOSS_KEYS}
 
@@ -674,10 +747,15 @@ def describe(run: Run) -> str:
         shape = f"decoder-only: {hp.dec_model} decoder {hp.dec_rnn_size}, M {hp.num_mixture}"
     where = f"{model.backend.name} backend"
     if model.backend.name != "cupy":
-        where += f", {model.threads} thread{'s' if model.threads != 1 else ''}"
+        where += (f", {model.threads} thread{'s' if model.threads != 1 else ''}"
+                  + (" per process" if run.world.size > 1 else ""))
     if model.backend.name == "numba":
         from . import blas
         where += f", products by {blas.describe()}"
+    if run.world.comm is not None:
+        n = run.world.size
+        where += (f"; {n} process{'es' if n > 1 else ''} (data-parallel, gradients summed by "
+                  f"{run.world.transport.upper()})")
     return "\n".join([
         f"run    {run.out} (every setting in config.json)",
         f"data   {' + '.join(opts['data'])}: {len(ds.train)} train / {len(ds.valid)} valid / "
@@ -706,7 +784,7 @@ def probe_step_seconds(run: Run, repeats: int = 2) -> float:
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        losses, _ = run.model.loss_and_grad(batch, run.step, training=True)
+        losses = run.world.loss_and_grad(run.model, batch, run.step, training=True)
         float(losses["loss"])                   # wait for a GPU to finish
         times.append(time.perf_counter() - t)
     return min(times)
@@ -782,8 +860,12 @@ class StopRequest:
             raise Interrupted
 
     @contextmanager
-    def interruptible(self):
-        """Work that changes no training state and that a first signal may abandon."""
+    def interruptible(self, enabled: bool = True):
+        """Work that changes no training state and that a first signal may abandon (unless
+        ``enabled`` is False: then the signal waits for the next step boundary)."""
+        if not enabled:
+            yield
+            return
         if self.signum is not None:
             raise Interrupted
         self._interruptible = True
@@ -805,6 +887,16 @@ def train(run: Run) -> int:
     from tqdm import tqdm
 
     model, hp, opts, st, xp = run.model, run.hp, run.opts, run.state, run.model.xp
+    world = run.world
+    root = world.is_root
+
+    def say(*a, **kw):                     # rank 0 alone prints
+        if root:
+            print(*a, **kw)
+
+    def say_bar(*a, **kw):                 # the same, above the progress bar
+        if root:
+            tqdm.write(*a, **kw)
     steps, eval_every = int(opts["steps"]), int(opts["eval_every"])
     log_every = int(opts["log_every"])
     check_every = 1 if xp is np else log_every      # host backends: reading a loss is free
@@ -816,8 +908,8 @@ def train(run: Run) -> int:
     def warn_once(what, e):
         if what not in warned:
             warned.add(what)
-            tqdm.write(f"warning: {what} ({type(e).__name__}: {e}); training continues",
-                       file=sys.stderr)
+            say_bar(f"warning: {what} ({type(e).__name__}: {e}); training continues",
+                    file=sys.stderr)
 
     def check_params(step):
         if not bool(xp.isfinite(model.flat).all()):
@@ -832,16 +924,19 @@ def train(run: Run) -> int:
         check_params(step)
         st.seconds = time.perf_counter() - t0
         st.train_sums = {k: float(sums[k]) for k in LOSS_KEYS}
-        save_checkpoint(run.out / "checkpoint.npz", model.state_dict(), run.config, step=step,
-                        optimizer=run.adam.state_dict(), rng={"batches": run.batches.get_state()},
-                        train_state=st.to_json())
+        if root:
+            with world.fatal():
+                save_checkpoint(run.out / "checkpoint.npz", model.state_dict(), run.config,
+                                step=step, optimizer=run.adam.state_dict(),
+                                rng={"batches": run.batches.get_state()},
+                                train_state=st.to_json())
 
     sums = {k: xp.zeros((), dtype=np.float64) + st.train_sums[k] for k in LOSS_KEYS}
 
     def step0_train_loss(step):           # the loss of the batch step 0 trains on
         rng_state = run.batches.get_state()
         try:
-            losses, _ = model.loss_and_grad(run.batches.next_batch(), step, training=True)
+            losses = world.loss_and_grad(model, run.batches.next_batch(), step, training=True)
         finally:
             run.batches.set_state(rng_state)
         return {k: float(losses[k]) for k in LOSS_KEYS}
@@ -851,7 +946,13 @@ def train(run: Run) -> int:
         checkpoint that records it, best.npz; then the plot and the samples."""
         t_eval = time.perf_counter()
         check_params(step)
-        with stop.interruptible():
+        if not world.same_everywhere(model.flat):
+            # the ranks' sums gave different bits: continue from rank 0's state
+            for a in (model.flat, run.adam.m, run.adam.v):
+                world.bcast_array(a)
+            warn_once("the processes' parameters differed", ValueError("rank 0's were sent"))
+        # under MPI the evaluation is every rank's work: a signal waits for the step boundary
+        with stop.interruptible(world.size == 1):
             faults.hit("eval:valid")
             if st.train_count:
                 train_avg = {k: float(sums[k]) / st.train_count for k in LOSS_KEYS}
@@ -863,7 +964,7 @@ def train(run: Run) -> int:
                     f"{step}; stopped (the last good checkpoint in {run.out} is intact); try a "
                     f"lower --learning_rate or --grad_clip")
             valid = evaluate(model, run.ds.valid, eval_bs, run.ds.max_seq_len,
-                             run.ds.scale_factor, step)
+                             run.ds.scale_factor, step, world)
             if not _all_finite(valid):
                 raise MinisketchError(f"validation loss is non-finite at step {step} "
                                       f"({_fmt(valid)}); stopped (the last good checkpoint in "
@@ -881,17 +982,22 @@ def train(run: Run) -> int:
         st.train_count = 0
         for k in LOSS_KEYS:
             sums[k] = xp.zeros((), dtype=np.float64)
-        append_log(row)
+        if root:
+            with world.fatal():
+                append_log(row)
         faults.hit("eval:logged")
         save_state(step)
         faults.hit("eval:checkpointed")
-        if is_best:
-            save_checkpoint(run.out / "best.npz", model.state_dict(), run.config, step=step)
+        if is_best and root:
+            with world.fatal():
+                save_checkpoint(run.out / "best.npz", model.state_dict(), run.config, step=step)
         eta.eval_done(time.perf_counter() - t_eval)
-        tqdm.write(f"step {step}: valid {_fmt(valid)}"
-                   + (f" | test {_fmt(row['test'])} (best params, step {st.best_step})"
-                      if "test" in row else "")
-                   + f" | eval {time.perf_counter() - t_eval:.1f}s")
+        say_bar(f"step {step}: valid {_fmt(valid)}"
+                + (f" | test {_fmt(row['test'])} (best params, step {st.best_step})"
+                   if "test" in row else "")
+                + f" | eval {time.perf_counter() - t_eval:.1f}s")
+        if not root:                      # the plot and the samples are rank 0's
+            return
         try:
             plot_losses(read_log(log_path), run.out / "loss.png")
         except Exception as e:  # noqa: BLE001 - a plot must not stop training
@@ -908,13 +1014,16 @@ def train(run: Run) -> int:
         """The test losses of the best parameters (this step's, or best.npz's)."""
         if is_best:
             return evaluate(model, run.ds.test, eval_bs, run.ds.max_seq_len,
-                            run.ds.scale_factor, step)
+                            run.ds.scale_factor, step, world)
         current = {n: to_numpy(a).copy() for n, a in model.state_dict().items()}
-        best = load_checkpoint(run.out / "best.npz")
-        load_params(model, best.params, best.path)
+        if root:
+            with world.fatal():
+                best = load_checkpoint(run.out / "best.npz")
+                load_params(model, best.params, best.path)
+        world.bcast_array(model.flat)          # rank 0 read best.npz
         try:
             return evaluate(model, run.ds.test, eval_bs, run.ds.max_seq_len,
-                            run.ds.scale_factor, step)
+                            run.ds.scale_factor, step, world)
         finally:
             load_params(model, current, "current parameters")
 
@@ -936,30 +1045,30 @@ def train(run: Run) -> int:
         raise MinisketchError(f"{run.out / 'checkpoint.npz'} is already at step {step}, past "
                               f"--steps {steps}; pass a larger --steps to train further")
     if step == steps and st.last_eval_step == step:
-        print(f"nothing to do: {run.out} is already at step {steps} (pass a larger --steps "
-              f"to train further)")
+        say(f"nothing to do: {run.out} is already at step {steps} (pass a larger --steps "
+            f"to train further)")
         return 0
     kernels = {"numba": "the Numba kernels (the first run only; cached afterwards)",
                "cupy": "the CUDA kernels"}.get(model.backend.name)
     t_warm = time.perf_counter()
     if kernels:
-        print(f"compiling {kernels} ...", end=" ", flush=True)
+        say(f"compiling {kernels} ...", end=" ", flush=True)
     warm_up(run)
     if kernels:
-        print(duration(time.perf_counter() - t_warm), flush=True)
+        say(duration(time.perf_counter() - t_warm), flush=True)
     eta = Eta(probe_step_seconds(run), steps, eval_every)
     left = (steps - step) * eta.step_seconds
-    print(f"estimate: {eta.step_seconds:.3g} s per step measured here; {steps - step} steps "
-          f"take about {duration(left)}, plus {eta.evals_left(step) + (step % eval_every == 0)} "
-          f"evaluations", flush=True)
+    say(f"estimate: {eta.step_seconds:.3g} s per step measured here; {steps - step} steps "
+        f"take about {duration(left)}, plus {eta.evals_left(step) + (step % eval_every == 0)} "
+        f"evaluations", flush=True)
     if left > LONG_RUN_SECONDS:
         faster = "; --backend numba is faster on a CPU" if model.backend.name == "numpy" else ""
-        print(f"this is a long run: --steps N trains fewer steps; Ctrl-C stops with a "
-              f"checkpoint that --resume --out {run.out} continues{faster}", flush=True)
+        say(f"this is a long run: --steps N trains fewer steps; Ctrl-C stops with a "
+            f"checkpoint that --resume --out {run.out} continues{faster}", flush=True)
     stop = StopRequest()
     t0 = time.perf_counter() - float(st.seconds)
     bar = tqdm(total=steps, initial=min(step, steps), file=sys.stderr, unit="step",
-               dynamic_ncols=True, mininterval=0.5, desc="train",
+               dynamic_ncols=True, mininterval=0.5, desc="train", disable=not root,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                           "[{elapsed}{postfix}]")
     bar.set_postfix_str(f"eta {duration(eta.left(step))}", refresh=False)
@@ -976,20 +1085,24 @@ def train(run: Run) -> int:
                     run.batches.set_state(rng_state)
             if step >= steps and st.last_eval_step == step:
                 break
-            if stop.signum is not None:
+            # every rank stops at the same step when any was signalled (one small allreduce)
+            signums = [stop.signum] if world.size == 1 else world.allgather(stop.signum)
+            signum = next((n for n in signums if n is not None), None)
+            if signum is not None:
                 save_state(step)
                 bar.close()
-                name = signal.Signals(stop.signum).name
-                print(f"{name}: stopped at step {step}; saved {run.out / 'checkpoint.npz'}; "
-                      f"continue with --resume --out {run.out}", file=sys.stderr)
+                name = signal.Signals(signum).name
+                say(f"{name}: stopped at step {step}; saved {run.out / 'checkpoint.npz'}; "
+                    f"continue with --resume --out {run.out}", file=sys.stderr)
                 failed = False
                 return 130
+            faults.hit("train:step")
             t_step = time.perf_counter()
             batch = run.batches.next_batch()
             if nan_step is not None and step == nan_step:
                 batch.strokes[:, 1, 0] = np.nan
             lr = learning_rate(hp, step)
-            losses, _ = model.loss_and_grad(batch, step, training=True)
+            losses = world.loss_and_grad(model, batch, step, training=True)
             for k in LOSS_KEYS:
                 sums[k] = sums[k] + losses[k]
             st.train_count += 1
@@ -1009,8 +1122,8 @@ def train(run: Run) -> int:
             eta.step_done(time.perf_counter() - t_step)
             bar.update(1)
         bar.close()
-        print(f"done: {steps} steps in {time.perf_counter() - t0:.0f}s; best valid loss "
-              f"{st.best_valid_loss:.4f} at step {st.best_step}; outputs in {run.out}")
+        say(f"done: {steps} steps in {time.perf_counter() - t0:.0f}s; best valid loss "
+            f"{st.best_valid_loss:.4f} at step {st.best_step}; outputs in {run.out}")
         failed = False
         return 0
     finally:
@@ -1021,12 +1134,50 @@ def train(run: Run) -> int:
 
 
 def main(argv=None) -> int:
+    world = get_world()
+    if world.comm is not None:
+        return main_parallel(argv, world)
     args = build_parser(argv).parse_args(argv)
     run = setup_run(args)
     print(describe(run), flush=True)
     if run.resumed:
         print(f"resuming {run.out / 'checkpoint.npz'} at step {run.step}")
     return train(run)
+
+
+def main_parallel(argv, world: World) -> int:
+    """``main`` on every rank of an MPI job: rank 0 alone prints. An error that every rank
+    meets at the same point (a bad option, a non-finite loss) ends the job with rank 0's
+    ``error:`` line and status 1; an error of one rank alone, or a second Ctrl-C, ends every
+    rank at once (MPI_Abort), leaving the last checkpoint as it was."""
+    import traceback
+    quiet = open(os.devnull, "w")
+    if not world.is_root:
+        sys.stdout = quiet
+    try:
+        try:
+            with redirect_stderr(sys.stderr if world.is_root else quiet):
+                args = build_parser(argv).parse_args(argv)
+        except SystemExit:                 # --help, or a usage error (printed by rank 0)
+            world.finish()
+            raise
+        run = setup_run(args, world)
+        print(describe(run), flush=True)
+        if run.resumed:
+            print(f"resuming {run.out / 'checkpoint.npz'} at step {run.step}")
+        rc = train(run)
+    except MinisketchError as e:           # every rank raised it at the same point
+        if world.is_root:
+            print(f"error: {e}", file=sys.stderr)
+        rc = 1
+    except SystemExit:
+        raise
+    except BaseException as e:             # noqa: BLE001 - one rank alone: end the job
+        if not isinstance(e, (KeyboardInterrupt, MemoryError)):
+            traceback.print_exc()
+        world.abort(e)
+    world.finish()
+    return rc
 
 
 if __name__ == "__main__":

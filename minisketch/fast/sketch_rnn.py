@@ -12,6 +12,11 @@ numbers to float rounding (tests/test_model.py, tests/test_threads.py), skipping
       each block's forward and backward is one job; the encoder, latent layer and KL run on the
       whole batch, before and after the blocks.
 
+A call may also hold only some rows of a batch of ``batch_rows`` (data-parallel training,
+``mpi.py``): the losses and gradients are then this part's share of the whole batch's (its
+sums over the whole batch's B N), and ``reduce`` sums a float over the parts, so that the KL
+floor sees the whole batch's KL. Summing the parts' losses and gradients gives the whole batch's.
+
 The noise is drawn for the whole batch and sliced, so a split step sees the same masks and eps
 as an unsplit one. The backward returns fresh arrays, one per parameter name.
 """
@@ -36,7 +41,8 @@ def _serial(fn, jobs):
 
 
 def sketch_rnn_forward(params, x, lengths, noise, hp, kl_weight, kernels=None, host_lengths=None,
-                       threads=None, wait_noise=None, backward=True):
+                       threads=None, wait_noise=None, backward=True, batch_rows=None,
+                       reduce=None):
     """``layers.sketch_rnn.sketch_rnn_forward`` (same arguments, same returns), faster.
 
     host_lengths: the lengths as a host NumPy array (the encoder sorts its rows by them), or
@@ -44,10 +50,13 @@ def sketch_rnn_forward(params, x, lengths, noise, hp, kl_weight, kernels=None, h
     None for one block in this thread. wait_noise: None, or a function to call before the
     decoder reads noise.keep_dec, in_mask and out_mask (they may still be being drawn).
     backward: False when no ``sketch_rnn_backward`` follows (the loss kernel then skips the
-    gradient)."""
+    gradient). batch_rows, reduce: this call's B rows are part of a batch of ``batch_rows``
+    rows split between processes; ``reduce(float) -> float`` sums a number over the parts
+    (None: the call holds the whole batch)."""
     K = resolve_kernels(kernels)
     xp = get_xp(x)
     N, B = x.shape[0] - 1, x.shape[1]
+    B_all = B if batch_rows is None else int(batch_rows)       # the whole batch's rows
     blocks = [(0, B)] if threads is None else threads.blocks(B)
     run = _serial if threads is None else threads.map
     split = len(blocks) > 1
@@ -64,6 +73,11 @@ def sketch_rnn_forward(params, x, lengths, noise, hp, kl_weight, kernels=None, h
         mu, s, head.z, head.lat = latent_forward(h_enc, {k: params[k] for k in LATENT},
                                                  noise.eps)
         kl, head.kl = kl_forward(mu, s)
+        head.kl_share = 1.0
+        if reduce is not None:
+            # the whole batch's KL: the parts' means weighted by their rows, summed over parts
+            head.kl_share = B / B_all
+            kl = xp.asarray(reduce(float(kl) * head.kl_share), dtype=x.dtype)
         kl_term, head.floor = kl_floor_forward(kl, kl_weight, hp.kl_tolerance)
         head.state0 = xp.tanh(head.z @ params["dec_init/W"] + params["dec_init/b"])
     else:
@@ -72,7 +86,7 @@ def sketch_rnn_forward(params, x, lengths, noise, hp, kl_weight, kernels=None, h
         head.state0 = xp.zeros((B, dec_cell.state_size(hp.dec_rnn_size)), dtype=x.dtype)
     if wait_noise is not None:
         wait_noise()
-    common = dict(params=params, hp=hp, cell=dec_cell, K=K, B=B, N=N, backward=backward)
+    common = dict(params=params, hp=hp, cell=dec_cell, K=K, B=B_all, N=N, backward=backward)
     jobs = [_rows_job(x, noise, head, r0, r1, split, common) for r0, r1 in blocks]
     outs = run(_rows_forward, jobs)
     # the blocks' sums (one block: exactly the whole batch's numbers)
@@ -80,7 +94,7 @@ def sketch_rnn_forward(params, x, lengths, noise, hp, kl_weight, kernels=None, h
     for o in outs[1:]:
         offset_sum = offset_sum + o[0]
         pen_sum = pen_sum + o[1]
-    losses = sketch_rnn_losses(offset_sum, pen_sum, B, N, kl, kl_term, kl_weight, x.dtype)
+    losses = sketch_rnn_losses(offset_sum, pen_sum, B_all, N, kl, kl_term, kl_weight, x.dtype)
     return losses, SimpleNamespace(hp=hp, params=params, head=head, jobs=jobs, run=run)
 
 
@@ -97,8 +111,9 @@ def sketch_rnn_backward(cache) -> dict:
         return grads
     xp = get_xp(head.z)
     dz = outs[0][1] if len(outs) == 1 else xp.concatenate([o[1] for o in outs], axis=0)
-    # forward was: loss += w * max(KL, kl_tolerance), KL of (mu, s), z = mu + exp(s/2) eps
-    dmu_kl, ds_kl = kl_backward(kl_floor_backward(1.0, head.floor), head.kl)
+    # forward was: loss += w * max(KL, kl_tolerance), KL of (mu, s), z = mu + exp(s/2) eps;
+    # a part's KL enters the whole batch's with weight kl_share
+    dmu_kl, ds_kl = kl_backward(kl_floor_backward(1.0, head.floor) * head.kl_share, head.kl)
     dh_enc, g_lat = latent_backward(dz, dmu_kl, ds_kl, head.lat)
     grads.update(g_lat)
     _, g_fw, g_bw = encoder_backward(dh_enc, head.enc, need_dx=False, parallel=head.parallel)
