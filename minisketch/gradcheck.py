@@ -1,40 +1,16 @@
 """Central-difference gradient checking: the spine of the tests and of the lessons.
 
-Every analytic backward pass in minisketch is compared, tensor by tensor and by name, with
+Every analytic backward pass is compared, tensor by tensor and by name, in float64, with
 
     numeric[k] = (f(x + eps e_k) - f(x - eps e_k)) / (2 eps)                       (order 2)
 
-computed in float64 (float32 cannot resolve a difference quotient to 1e-6). Its truncation error
-is eps^2 |f'''| / 6; where f bends sharply (a layer norm over a block with near-zero variance
-has 1/sqrt(var + 1e-3) ~ 30) that alone can exceed 1e-6 relative, so ``order=4`` offers the
-fourth-order stencil
-
-    numeric[k] = (8 (f(x + eps e_k) - f(x - eps e_k)) - (f(x + 2 eps e_k) - f(x - 2 eps e_k)))
-                 / (12 eps)                                                           (order 4)
-
-with truncation error eps^4 |f^(5)| / 30, at twice the cost. The recurrent-cell tests use it.
-
-The metric (per tensor, max over the checked entries k):
-
-    err = max_k |a_k - n_k| / max(|a_k| + |n_k|, floor)
-
-This is the usual relative error (CS231n's ``rel_error`` without the floor), which is scale free
-for the entries that matter. The floor keeps it meaningful for entries whose true gradient is tiny
-or exactly zero, where a pure relative error would only measure rounding noise:
-
-    floor = max(floor_rel * max_k |n_k|,  noise / tol)
-    noise = 8 * s * u * max(F, 1) / eps         (u = 2.2e-16, float64 unit roundoff)
-
-``noise`` bounds the rounding error of a central difference: each f(x + m eps e_k) carries about
-``u F`` of rounding, weighted by the stencil's coefficients, whose absolute values sum to
-``s / eps`` (s = 1 for order 2, 18/12 = 1.5 for order 4); the factor 8 covers the handful of
-roundings in forming f. F is the magnitude f is computed at: |f(x)| by default, but when f is a
-sum of terms that cancel (sum(out * R) with random R) its rounding follows the terms, so callers
-pass ``f_scale`` = sum of |terms|. An entry far below the tensor's own gradient scale
-(``floor_rel`` = 1e-3 of its largest entry) or below ``noise / tol`` is therefore compared in
-absolute terms at that level rather than relative to itself. For an O(1) loss, eps = 1e-6 and
-tol = 1e-6 the noise term is ~1.8e-3, i.e. such entries must still agree to ~2e-9 absolutely.
-A wrong gradient of any noticeable size gives err close to 1 (a sign flip gives exactly 1).
+or the fourth-order stencil (``order=4``: truncation error of order eps^4 instead of eps^2),
+which the recurrent-cell tests use where a layer norm bends f sharply. The metric per tensor is
+``err = max_k |a_k - n_k| / max(|a_k| + |n_k|, floor)``: the usual relative error, with a floor
+so that entries whose true gradient is tiny or zero are compared in absolute terms at the level
+of the central difference's rounding noise (``noise / tol``) or of ``floor_rel`` times the
+tensor's largest entry. A wrong gradient of any noticeable size gives err close to 1 (a sign
+flip gives exactly 1). The derivation of the floor: docs/gradient_checks.md.
 
 ``check_gradients`` raises ``AssertionError`` naming the tensor and listing its worst entries
 (index, analytic, numeric, error); it returns the per-tensor errors so tests and lessons can

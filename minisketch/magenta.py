@@ -1,14 +1,10 @@
 """The magenta.js ``.gen.json`` model format: read and write decoder-only LSTM sketch-rnn models.
 
-A file is a JSON list ``[info, shapes, weights]`` (SPEC section 5):
-
-- ``info``: ``name``, ``scale_factor`` (the training set's normalizing factor, in data units),
-  ``max_seq_len``, ``mode`` (2 or ``"gen"``: decoder-only) and ``version`` (6);
-- ``shapes``: ``[[H, 6M+3], [6M+3], [5, 4H], [H, 4H], [4H]]``;
-- ``weights``: five base64 strings of little-endian int16, in the order of ``shapes``.
-
-The five arrays are, under the parameter names minisketch's SketchRNN uses for a decoder-only
-LSTM model (weights stored ``[in, out]`` and applied as ``x @ W``, gate blocks i, j, f, o)::
+A file is a JSON list ``[info, shapes, weights]`` (SPEC section 5): ``info`` holds ``name``,
+``scale_factor`` (data units), ``max_seq_len``, ``mode`` (2 or ``"gen"``: decoder-only) and
+``version``; ``shapes`` is ``[[H, 6M+3], [6M+3], [5, 4H], [H, 4H], [4H]]``; ``weights`` are five
+base64 strings of little-endian int16, in the order of ``shapes``. Under minisketch's parameter
+names (weights ``[in, out]``, applied as ``x @ W``, gate blocks i, j, f, o)::
 
     "out/W"     [H, 6M+3]   output projection  y = h @ out/W + out/b
     "out/b"     [6M+3]
@@ -16,20 +12,10 @@ LSTM model (weights stored ``[in, out]`` and applied as ``x @ W``, gate blocks i
     "dec/W_hh"  [H, 4H]
     "dec/b"     [4H]        stored without the forget bias +1 (added at run time)
 
-Quantization. A weight ``w`` is stored as ``q = clip(round(w * 32767 / 10), -32767, 32767)``
-and read back as ``10 * q / 32767``: a uniform grid with step ``D = 10 / 32767`` (about 3.05e-4)
-that saturates at +-10.
-
-Round-trip error bound, for ``|w| <= 10``: ``t = w * 32767 / 10`` lies in [-32767, 32767], and so
-does the nearest integer ``round(t)`` (the ends are integers), so clipping never applies. Then
-``|w - 10 * round(t) / 32767| = (10 / 32767) * |t - round(t)| <= (10 / 32767) / 2 = D / 2``
-(about 1.53e-4). Weights beyond +-10 are clipped to exactly +-10 (the error is ``|w| - 10``);
-:func:`write_gen_json` reports how many there were. :func:`read_gen_json` returns float32 arrays
-(what magenta.js computes with); rounding ``10 * q / 32767`` to float32 adds at most
-``10 * 2**-24`` (about 6e-7), so a write/read round trip is within ``D / 2 + 10 * 2**-24``.
-
-magenta.js hard-codes M = 20 mixture components: reading accepts any M consistent with the
-shapes, exporting refuses M != 20 (the browser would misread the output layer).
+A weight is stored as ``q = clip(round(w * 32767 / 10), -32767, 32767)`` and read back as
+``10 * q / 32767`` (step D = 10 / 32767, about 3.05e-4, saturating at +-10; the round-trip bound
+is derived in :func:`write_gen_json`). magenta.js hard-codes M = 20 mixture components: reading
+accepts any M consistent with the shapes; exporting refuses M != 20.
 """
 from __future__ import annotations
 
@@ -245,6 +231,14 @@ def write_gen_json(path, arrays: dict, info: dict) -> QuantizationReport:
     units) and ``max_seq_len``; other keys are ignored, ``mode`` (2) and ``version`` (6) are
     written by this function. Returns a :class:`QuantizationReport`; weights beyond +-10 are
     saturated, and the caller decides how to warn about them.
+
+    Round-trip error bound, for ``|w| <= 10``: ``t = w * 32767 / 10`` lies in [-32767, 32767], and
+    so does the nearest integer ``round(t)`` (the ends are integers), so clipping never applies.
+    Then ``|w - 10 * round(t) / 32767| = (10 / 32767) * |t - round(t)| <= (10 / 32767) / 2 = D /
+    2`` (about 1.53e-4). Weights beyond +-10 are clipped to exactly +-10 (the error is ``|w| -
+    10``); This function reports how many there were. :func:`read_gen_json` returns float32 arrays
+    (what magenta.js computes with); rounding ``10 * q / 32767`` to float32 adds at most ``10 *
+    2**-24`` (about 6e-7), so a write/read round trip is within ``D / 2 + 10 * 2**-24``.
     """
     header = _check_write_info(info)
     if not isinstance(arrays, dict) or set(arrays) != set(ARRAY_NAMES):

@@ -1,11 +1,6 @@
 """Sampling from a trained sketch-rnn, and the four uses of the paper (SPEC section 4).
 
-Every function here works on any backend: arrays live in ``model.xp`` (NumPy or CuPy) and the
-only per-step host <-> device traffic is the pen state of the rows still drawing (one byte per
-row) that decides when to stop; the random numbers come from a host ``np.random.default_rng(seed)``
-and are uploaded in chunks of :data:`RNG_CHUNK` steps.
-
-One decoding step (SPEC sections 2 and 4), for every row still drawing:
+One decoding step, for every row still drawing:
 
     y = decoder_step(x_t, z, state)            raw outputs [a, 6M+3]
     pen   ~ softmax(pen_logits / tau)          p1 pen down, p2 lift, p3 end
@@ -15,22 +10,13 @@ One decoding step (SPEC sections 2 and 4), for every row still drawing:
     dy = mu_y + sigma_y (rho e1 + sqrt(1 - rho^2) e2)      e1, e2 ~ N(0, 1)
     x_{t+1} = (dx, dy, one_hot(pen))
 
-Greedy decoding takes the argmax pen and component and the component's mean offset (the limit
-tau -> 0). A row stops when it draws p3 (that row is not part of the sketch) or after ``max_len``
-steps; finished rows are dropped from the batch, so the decoder only runs on rows still drawing.
-Categories are drawn with one uniform per row: ``k = #{j : cumsum(p)_j < u * sum(p)}``.
-
-The uses:
-
-- :func:`sample`: unconditional generation (decoder-only model, or z ~ N(0, I)), or decoding
-  given latent vectors;
-- :func:`reconstruct`: encode (mu), then decode;
-- :func:`interpolate` (:func:`slerp`, :func:`lerp`): decode points on the path between two codes;
-- :func:`analogy`: decode z_a - z_b + z_c;
-- :func:`complete`: feed an unfinished sketch through the decoder, then sample several endings.
-
-All sketches going in and out are stroke-3 NumPy arrays in data units (the model divides by and
-multiplies with ``model.scale_factor``).
+Greedy decoding (tau -> 0) takes the argmax pen and component and the component's mean. A row
+stops at p3 (not part of the sketch) or after ``max_len`` steps and leaves the batch. The uses:
+:func:`sample`, :func:`reconstruct`, :func:`interpolate` (:func:`slerp`, :func:`lerp`),
+:func:`analogy` (z_a - z_b + z_c) and :func:`complete`. Any backend: arrays live in ``model.xp``;
+random numbers come from a host ``np.random.default_rng(seed)`` uploaded in chunks of
+:data:`RNG_CHUNK` steps; only the pen state of the rows still drawing comes back per step.
+Sketches in and out are stroke-3 NumPy arrays in data units (``model.scale_factor``).
 """
 from __future__ import annotations
 

@@ -6,53 +6,16 @@ The loop, one step at a time (``step`` = updates done so far, 0 before the first
     losses, grads = model.loss_and_grad(batch, step)   # noise and dropout seeded by (seed, step)
     adam.update(model.flat, model.flat_grad, learning_rate(hp, step), hp.grad_clip)
 
-and at step 0, every ``--eval-every`` steps and at the end, an evaluation: the whole validation
-set with ``training=False`` (no dropout, no augmentation), one ``log.jsonl`` line, ``best.npz``
-when the validation loss is the lowest so far, ``checkpoint.npz``, ``loss.png`` and a grid of
-samples (``samples.svg``, ``samples.png``). The last line also holds ``"test"``: the test set
-evaluated with the best parameters.
-
-Averages. Evaluation losses are sketch-weighted means over the batches of an in-order pass,
-``sum_b n_b * loss_b / sum_b n_b``; since each batch's loss is a mean over its sketches with the
-same N_max normalization, this equals the loss of the whole set taken as one batch. ``train`` is
-the plain mean of the per-step training losses since the previous evaluation; at step 0 (no
-steps yet) it is the training loss of the first batch, the one step 0 then trains on.
-
-Presets: ``quick`` (a small model on ``builtin:shapes``, Numba backend, done in about five
-minutes on 2 cores) is the default when no ``--data`` is given; ``paper`` (the reference
-hyperparameters, HParams defaults) when ``--data`` is given. Options given explicitly override
-the preset. Before the first step the kernels are compiled (Numba caches them on disk) and one
-step is timed: the run prints its estimated length, and the ETA starts from that measurement,
-counting steps and evaluations apart.
-
-Reliability (docs/untrusted_files.md). ``--out`` is locked (an OS lock on ``.minisketch.lock``)
-while a run lives; a non-empty folder that is not a run is refused. An evaluation appends its
-``log.jsonl`` line, then writes ``checkpoint.npz`` (atomically), then ``best.npz``, so a crash
-anywhere leaves a folder that ``--resume`` continues exactly, log included. SIGINT (Ctrl-C) or
-SIGTERM stops at the next step boundary (or cuts an evaluation or the samples short), saves
-``checkpoint.npz`` and exits with status 130; a second signal aborts at once. A run that fails
-before its first checkpoint leaves nothing behind. A non-finite loss stops training with an
-``error:`` line and exit status 1 without writing any checkpoint from the bad parameters.
-``--resume`` continues ``<out>/checkpoint.npz`` with its parameters, optimizer state, step,
-batch RNG state and running averages, so 10 steps then a resume to 20 gives bit-identical
-parameters to 20 steps in one run.
-
-Threads. Run as a command, this module pins the BLAS library to one thread unless one of
-``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set, and the CPU backends
-then split every step into row blocks, one thread per core (``--threads``; model.py "Threads"):
-the matrices of a sketch-rnn step are small, so BLAS threads gain little on them, and on a
-machine busy with other work they stall each other at every call. Set ``OMP_NUM_THREADS=N`` to
-choose otherwise (the step is then not split unless ``--threads`` says so).
-
-Test hooks: the environment variable ``MINISKETCH_INJECT_NAN_AT_STEP=K`` writes a NaN into the
-training batch of step K (the non-finite-loss path); ``MINISKETCH_FAULT`` (faults.py) kills or
-interrupts the run at a named point: ``train:step`` (before a step's batch), ``eval:valid``,
-``eval:logged`` (log line written), ``eval:checkpointed`` (checkpoint written, best.npz not
-yet), ``eval:samples``, or ``rename:<file>`` inside an atomic write.
-
-Many processes (docs/mpi.md): under ``mpiexec -n N python -m mpi4py -m minisketch.train`` the
-step is data-parallel (``mpi.py``): the same numbers as one process with the same global
-``--batch_size``; rank 0 alone prints and writes the run folder (and holds its lock).
+and at step 0, every ``--eval-every`` steps and at the end, an evaluation (the whole validation
+set, dropout off): one ``log.jsonl`` line, then ``checkpoint.npz``, then ``best.npz`` when the
+validation loss is the lowest so far, so a crash anywhere leaves a folder that ``--resume``
+continues exactly; then ``loss.png`` and the samples grid. ``--out`` is locked while a run
+lives. Ctrl-C or SIGTERM stops at a step boundary, saves and exits 130; a non-finite loss stops
+with an ``error:`` line and keeps the last good checkpoint. Presets (``quick`` without
+``--data``, ``paper`` with it) fill in what the command line does not say. As a command, BLAS
+runs on one thread and the step is split into row blocks, one thread per core. Under
+``mpiexec`` the step is data-parallel (``mpi.py``) and rank 0 alone writes.
+Details (averages, order of writes, threads, test hooks): docs/training.md.
 """
 from __future__ import annotations
 
