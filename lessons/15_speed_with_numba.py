@@ -1,4 +1,4 @@
-"""Lesson 14: speed with Numba: fusing the pointwise math of a step into one compiled loop.
+"""Lesson 15: speed with Numba: fusing the pointwise math of a step into one compiled loop.
 
 What you will build: a Numba kernel for the LSTM step: one ``@njit`` loop over (row, unit)
 that computes the four gates, the cell and the output in registers and writes only c and h,
@@ -13,41 +13,32 @@ reference. Where the time goes afterwards: the matrix products, which stay with 
 
 What you need: lessons 03-04 (the LSTM step and sequence) and 08 (the training step).
 
-How to run:  python lessons/14_speed_with_numba.py                    (full, about a minute)
-             MINISKETCH_FAST=1 python lessons/14_speed_with_numba.py  (fast, as the tests do)
+How to run:  python lessons/15_speed_with_numba.py                    (full, about a minute)
+             MINISKETCH_FAST=1 python lessons/15_speed_with_numba.py  (fast, as the tests do)
 The first run compiles the kernels (tens of seconds; ``cache=True`` keeps the machine code in
 ``__pycache__`` for later runs). Figures go to lessons/out/.
 """
-# %%
-import math
-import os
-import sys
-import time
-from pathlib import Path
+# %% [markdown]
+# The lessons' shared setup runs NumPy's BLAS and Numba on one thread each: on a shared
+# 2-core machine, worker threads of both fight over the cores and spin, and timings mean
+# little. Export `NUMBA_NUM_THREADS` (and `OPENBLAS_NUM_THREADS`) before running to try more.
 
-# Compare single-threaded code: on a shared 2-core machine, Numba's and OpenBLAS's worker
-# threads fight over the cores and spin, and timings mean little (measured here: the library
-# kernel took 1.2 ms of CPU with one thread and 8 ms with two). Set before NumPy and Numba load;
-# export the variables yourself to try more threads.
-for var in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "1")
+# %%
+from course import FAST, rng, savefig
+
+import math
+import time
+
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from numba import njit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 import minisketch as ms
 from minisketch import shapes
 from minisketch.kernels import numba_cpu
 from minisketch.layers import layer_norm_lstm, lstm, mdn
 
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-rng = np.random.default_rng(0)
+rng = rng(0)
 
 
 def timed(fn, repeats):
@@ -67,8 +58,11 @@ def timed(fn, repeats):
 # The same math as lesson 03, but one scalar at a time: Numba compiles the loop to machine code,
 # every intermediate lives in a register, and memory is touched once per input and output.
 #
-#     for b, k:  i = sigmoid(a_i)  g = tanh(a_j)  f = sigmoid(a_f + 1)  o = sigmoid(a_o)
-#                c = f c_prev + i g;  h = o tanh(c)
+# $$
+# \text{for every row } b \text{ and unit } k: \quad
+# i = \sigma(a_i), \ g = \tanh(a_j), \ f = \sigma(a_f + 1), \ o = \sigma(a_o), \
+# c = f c_{\text{prev}} + i g, \ h = o \tanh(c).
+# $$
 
 # %%
 @njit(cache=True)
@@ -110,7 +104,8 @@ assert err < 1e-14, f"hand Numba kernel differs from the reference by {err:.1e} 
 # is only about as fast as NumPy's chain of array operations. The library's kernel also saves
 # the activations for the backward pass and handles dropout and padding masks, but it computes
 # exp/tanh with its own short polynomial code that LLVM *can* vectorize (kernels/numerics.py),
-# and that makes it several times faster. Times are medians; on a shared machine, trust the CPU seconds.
+# and that makes it several times faster. Times are medians; on a shared machine, trust the CPU
+# seconds.
 
 # %%
 K = numba_cpu.kernel_set()
@@ -224,18 +219,17 @@ names = list(results)
 axes[0].bar(range(3), [results[n][1] * 1e6 for n in names], color=["C0", "C2", "C1"])
 axes[0].set_xticks(range(3), names, fontsize=7)
 axes[0].set_ylabel("CPU us per LSTM step")
-axes[0].set_title(f"pointwise LSTM step, B={B}, H={H}, float64", fontsize=9)
+axes[0].set_title(f"How much CPU does one LSTM step's pointwise math take?\n"
+                  f"B={B}, H={H}, float64", fontsize=9)
 axes[1].bar(range(2), [step_times[b][1] * 1e3 for b in step_times], color=["C0", "C1"])
 axes[1].set_xticks(range(2), [f"backend={b}" for b in step_times], fontsize=8)
 axes[1].set_ylabel("CPU ms per training step")
-axes[1].set_title("whole forward + backward, float32", fontsize=9)
-fig.tight_layout()
-fig.savefig(OUT / "14_numba_speed.png", dpi=100)
-plt.close(fig)
+axes[1].set_title("And a whole training step (forward + backward)?\nfloat32", fontsize=9)
+savefig(fig, "15_numba_speed.png")
 # Timings are observations, not checks: they depend on the machine and its load, so they are
 # printed (and plotted) but never asserted on.
 print(f"the library's fused kernel: {speedup:.1f}x less CPU time than the NumPy chain")
-print("lesson 14 checks passed")
+print("lesson 15 checks passed")
 
 # %% [markdown]
 # ## Exercises
