@@ -23,7 +23,7 @@ Figures go to lessons/out/; the rendered page is docs/lessons/01_strokes_and_dat
 # ones. By lesson 10 you will have written every forward and backward pass of it yourself and
 # trained one; lessons 11-12 then draw with it. Here is where that ends up: the model shipped
 # with minisketch, trained on `builtin:shapes` (seven classes of mouse-like doodles), drawing
-# from random latent vectors. Four lines:
+# from random latent vectors, in a few lines:
 
 # %%
 from course import FAST, OUT, SHARED, rng, save_grid, savefig

@@ -171,8 +171,9 @@ assert rel_err_by_hand(wrong_db, numeric_grad_by_hand(f, b)) > 1e-2, \
 
 # %% [markdown]
 # ## 5. Why central differences, float64 and eps ~ 1e-6
-# Two errors compete. Truncation: forward differences $(L(\theta + \epsilon) - L(\theta))
-# / \epsilon$ are off by $O(\epsilon)$, central ones by $O(\epsilon^2)$. Rounding: each $L$
+# Two errors compete. Truncation: forward differences
+# $(L(\theta + \epsilon) - L(\theta)) / \epsilon$ are off by $O(\epsilon)$, central ones by
+# $O(\epsilon^2)$. Rounding: each $L$
 # carries about $u |L|$ of rounding ($u = 2.2 \cdot 10^{-16}$ in float64,
 # $1.2 \cdot 10^{-7}$ in float32), divided by $\epsilon$. Balancing $\epsilon^2$ against
 # $u / \epsilon$ puts the sweet spot of a central difference near $\epsilon = u^{1/3}$:
@@ -222,11 +223,11 @@ assert abs(slope_c - 2) < 0.35 and abs(slope_f - 1) < 0.35, "truncation slopes s
 
 # %% [markdown]
 # ## 6. Initialization
-# `glorot_uniform` draws from $U(-l, l)$ with $l = \sqrt{6 / (\text{fan}_\text{in} +
-# \text{fan}_\text{out})}$, so the variance $l^2 / 3 = 2 / (\text{fan}_\text{in} +
-# \text{fan}_\text{out})$ keeps activations and gradients at the same scale in both
-# directions. `orthogonal` gives $Q$ with $Q^\top Q = I$ (used for the recurrent weights,
-# lesson 03).
+# `glorot_uniform` draws from $U(-l, l)$ with
+# $l = \sqrt{6 / (\text{fan}_\text{in} + \text{fan}_\text{out})}$, so the variance
+# $l^2 / 3 = 2 / (\text{fan}_\text{in} + \text{fan}_\text{out})$ keeps activations and
+# gradients at the same scale in both directions. `orthogonal` gives $Q$ with
+# $Q^\top Q = I$ (used for the recurrent weights, lesson 03).
 
 # %%
 fan_in, fan_out = (64, 32) if FAST else (512, 256)

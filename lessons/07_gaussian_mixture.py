@@ -159,8 +159,8 @@ assert off[-1] == 0.0, "padding rows carry no offset loss"
 # \frac{\partial \ell}{\partial \hat\sigma_x} = \gamma - \gamma \, \frac{u (u - \rho v)}{Q}.
 # $$
 #
-# **Step 5: the correlation.** With $Z = u^2 + v^2 - 2 \rho u v$: $\partial Z / \partial \rho
-# = -2 u v$ and $\partial Q / \partial \rho = -2 \rho$, so
+# **Step 5: the correlation.** With $Z = u^2 + v^2 - 2 \rho u v$:
+# $\partial Z / \partial \rho = -2 u v$ and $\partial Q / \partial \rho = -2 \rho$, so
 # $\partial \log N / \partial \rho = (u v - \rho Z / Q + \rho) / Q$; the tanh contributes
 # $\partial \rho / \partial \hat\rho = 1 - \rho^2 = Q$, which cancels the $1/Q$:
 #
@@ -169,8 +169,9 @@ assert off[-1] == 0.0, "padding rows carry no offset loss"
 # $$
 #
 # **Step 6: the pen.** $\ell_{\text{pen}} = -\sum_j p_j \log q_j$ with $q$ a softmax, so
-# as in step 2, $\partial \ell_{\text{pen}} / \partial \hat q_m = q_m \sum_j p_j - p_m
-# = q_m - p_m$ (the $p_j$ are one-hot).
+# as in step 2,
+# $\partial \ell_{\text{pen}} / \partial \hat q_m = q_m \sum_j p_j - p_m = q_m - p_m$
+# (the $p_j$ are one-hot).
 #
 # > **Your turn.** `lessons/exercises/07_gaussian_mixture.py`: the loss and its gradient;
 # > `python lessons/grade.py 07` grades them against the library.

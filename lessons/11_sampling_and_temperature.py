@@ -212,7 +212,7 @@ savefig(fig, "11_entropy_vs_temperature.png")
 
 
 def travel(s):
-    """Total pen travel of a sketch (px): a trained model's sketches wander more at high tau."""
+    """Total pen travel of a sketch (px), a rough measure of how much it wanders."""
     return float(np.hypot(s[:, 0], s[:, 1]).sum())
 
 
