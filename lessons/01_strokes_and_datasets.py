@@ -194,7 +194,9 @@ savefig(fig, "01_house.png")
 # ## 3. A dataset
 # `load_dataset` returns train/valid/test lists of stroke-3 arrays in *data units* (pixels),
 # clamped to [-1000, 1000] and cast to float32. `builtin:shapes` is generated on the fly, so it
-# works offline; it is what the model in section 0 was trained on.
+# works offline; it is what the model in section 0 was trained on. (The library draws such
+# grids too: `render.save_png`, `render.save_svg`, and `render.save_gif` for section 0's
+# animation.)
 
 # %%
 ds = ms.load_dataset("builtin:shapes")
@@ -205,8 +207,6 @@ for ax, sk, lab in zip(axes.ravel(), ds.train[:12], labels):
     draw(ax, sk, lab)
 fig.suptitle("What do the training sketches of builtin:shapes look like?", fontsize=9)
 savefig(fig, "01_shapes_by_hand.png")
-# the library's renderer draws the same grid (it also fits every sketch into its cell)
-render.save_png(ds.train[:12], OUT / "01_shapes_render.png", ncols=6, labels=labels)
 
 # %% [markdown]
 # ### The normalizing scale factor
