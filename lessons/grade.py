@@ -68,7 +68,7 @@ def _where(e: BaseException, path: Path) -> str:
 
 
 def grade_function(check, module, path: Path) -> tuple[str, str]:
-    """(status, message): status is ok, todo, wrong, error or missing."""
+    """(status, message): status is ok, blank, wrong, error or missing."""
     fn = getattr(module, check.name, None)
     if not callable(fn):
         return "missing", f"missing: {path.name} defines no function {check.name}"
@@ -77,8 +77,8 @@ def grade_function(check, module, path: Path) -> tuple[str, str]:
     except NotImplementedError as e:
         who = str(e).split(":", 1)[0].strip()
         if who and who != check.name and who.isidentifier():
-            return "todo", f"not yet implemented: {check.name} (it calls {who}, still a blank)"
-        return "todo", f"not yet implemented: {check.name}"
+            return "blank", f"not yet implemented: {check.name} (it calls {who}, still a blank)"
+        return "blank", f"not yet implemented: {check.name}"
     except Wrong as e:
         return "wrong", f"wrong: {e}"
     except Exception as e:                      # the learner's code raised: say what and where

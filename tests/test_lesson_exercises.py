@@ -66,7 +66,7 @@ def test_every_blank_fails_with_a_clear_message(path: Path):
                grade.grade(path.name[:2])}
     for name in blanks:
         assert name in results, f"{path.name}: the blank {name} is not graded"
-        assert results[name] == ("todo", f"not yet implemented: {name}"), (
+        assert results[name] == ("blank", f"not yet implemented: {name}"), (
             f"{path.name}: the blank {name} should report 'not yet implemented: {name}', "
             f"got {results[name]}")
     for name, (status, message) in results.items():
