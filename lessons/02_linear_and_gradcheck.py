@@ -14,30 +14,22 @@ How to run:  python lessons/02_linear_and_gradcheck.py                 (full, se
 Figures go to lessons/out/.
 """
 # %%
-import os
-import sys
-from pathlib import Path
+from course import FAST, rng, savefig
 
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from minisketch import gradcheck
 from minisketch.layers import linear
 
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-rng = np.random.default_rng(0)
+rng = rng(0)
 
 # %% [markdown]
 # ## 1. Forward
 # Weights are stored `[in, out]` and applied as `x @ W` (the magenta.js layout):
 #
-#     y[n, o] = sum_d x[n, d] W[d, o] + b[o]
+# $$
+# y_{no} = \sum_d x_{nd} W_{do} + b_o .
+# $$
 
 # %%
 N, D, O = 5, 4, 3
@@ -57,12 +49,19 @@ assert np.allclose(y, y_lib, rtol=0, atol=1e-12), "forward differs from linear_f
 # %% [markdown]
 # ## 2. Backward, by hand
 # Put the layer inside a scalar loss. The cheapest way to make *any* upstream gradient is
-# `L = sum(y * G)` for a fixed random `G`, because then `dL/dy = G` exactly.
-# The chain rule, one index at a time:
+# $L = \sum_{no} y_{no} G_{no}$ for a fixed random $G$, because then
+# $\partial L / \partial y = G$ exactly. The chain rule, one index at a time, using
+# $\partial y_{no} / \partial x_{nd} = W_{do}$, $\partial y_{no} / \partial W_{do} = x_{nd}$
+# and $\partial y_{no} / \partial b_o = 1$:
 #
-#     dL/dx[n, d] = sum_o dL/dy[n, o] * dy[n, o]/dx[n, d] = sum_o G[n, o] W[d, o]  ->  dx = G @ W.T
-#     dL/dW[d, o] = sum_n G[n, o] x[n, d]                                         ->  dW = x.T @ G
-#     dL/db[o]    = sum_n G[n, o]                                                 ->  db = G.sum(0)
+# $$
+# \frac{\partial L}{\partial x_{nd}} = \sum_o G_{no} W_{do}
+# \;\Rightarrow\; dx = G W^\top, \qquad
+# \frac{\partial L}{\partial W_{do}} = \sum_n x_{nd} G_{no}
+# \;\Rightarrow\; dW = x^\top G, \qquad
+# \frac{\partial L}{\partial b_o} = \sum_n G_{no}
+# \;\Rightarrow\; db = \textstyle\sum_n G_{n\cdot} .
+# $$
 #
 # A shape check catches most slips: `dW` must be `[D, O]` like `W`, and `x.T @ G` is the only
 # product of `x [N, D]` and `G [N, O]` with that shape. Note that `dW` and `db` *sum over the
@@ -85,18 +84,25 @@ for name, mine, lib in (("dx", dx, dx_lib), ("dW", dW, dW_lib), ("db", db, db_li
 
 # %% [markdown]
 # ## 3. A gradient checker from scratch
-# The derivative is a limit; a central difference approximates it with error O(eps^2):
+# The derivative is a limit; a central difference approximates it with an error of order
+# $\epsilon^2$ (the $\epsilon^2$ terms of the two Taylor expansions cancel):
 #
-#     dL/dtheta_k  ~=  (L(theta + eps e_k) - L(theta - eps e_k)) / (2 eps)
+# $$
+# \frac{\partial L}{\partial \theta_k} \approx
+# \frac{L(\theta + \epsilon e_k) - L(\theta - \epsilon e_k)}{2 \epsilon} .
+# $$
 #
-# Compare analytic `a` and numeric `n` with a relative error, which does not care about the
+# Compare analytic $a$ and numeric $n$ with a relative error, which does not care about the
 # scale of the gradient:
 #
-#     err = max_k |a_k - n_k| / max(|a_k| + |n_k|, floor)
+# $$
+# \text{err} = \max_k \frac{|a_k - n_k|}{\max(|a_k| + |n_k|, \text{floor})} .
+# $$
 #
 # The floor stops entries whose true gradient is 0 from dividing rounding noise by ~0.
 # To make the test meaningful we put a nonlinearity after the layer,
-# `L = sum(tanh(x @ W + b) * G)`, whose backward is `dL/dy = G * (1 - tanh(y)^2)`.
+# $L = \sum \tanh(x W + b) \odot G$, whose backward is
+# $\partial L / \partial y = G \odot (1 - \tanh^2 y)$.
 
 # %%
 def loss(x, W, b):
@@ -165,11 +171,15 @@ assert rel_err_by_hand(wrong_db, numeric_grad_by_hand(f, b)) > 1e-2, \
 
 # %% [markdown]
 # ## 5. Why central differences, float64 and eps ~ 1e-6
-# Two errors compete. Truncation: forward differences `(L(t+eps) - L(t)) / eps` are off by
-# O(eps), central ones by O(eps^2). Rounding: each L carries ~u|L| of rounding (u = 2.2e-16 in
-# float64, 1.2e-7 in float32), divided by eps. The sweet spot for a central difference is
-# near eps = u^(1/3): ~6e-6 in float64, but ~5e-3 in float32, where the answer is only
-# good to ~1e-5: not enough to tell a subtle bug from noise. Hence: check in float64.
+# Two errors compete. Truncation: forward differences
+# $(L(\theta + \epsilon) - L(\theta)) / \epsilon$ are off by $O(\epsilon)$, central ones by
+# $O(\epsilon^2)$. Rounding: each $L$
+# carries about $u |L|$ of rounding ($u = 2.2 \cdot 10^{-16}$ in float64,
+# $1.2 \cdot 10^{-7}$ in float32), divided by $\epsilon$. Balancing $\epsilon^2$ against
+# $u / \epsilon$ puts the sweet spot of a central difference near $\epsilon = u^{1/3}$:
+# about $6 \cdot 10^{-6}$ in float64, but $5 \cdot 10^{-3}$ in float32, where the answer is
+# only good to about $10^{-5}$: not enough to tell a subtle bug from noise. Hence: check in
+# float64.
 
 # %%
 eps_grid = np.logspace(-12, -1, 12 if FAST else 45)
@@ -195,11 +205,9 @@ for (dt, kind), e in curves.items():
               label=f"{kind}, {dt}")
 ax.set_xlabel("eps")
 ax.set_ylabel("relative error of dL/dW[1,2]")
-ax.set_title("finite differences: truncation vs rounding")
+ax.set_title("Which eps gives the most accurate finite difference?", fontsize=9)
 ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(OUT / "02_finite_difference_error.png", dpi=100)
-plt.close(fig)
+savefig(fig, "02_finite_difference_error.png")
 
 best64 = np.nanmin(curves[("float64", "central")])
 best32 = np.nanmin(curves[("float32", "central")])
@@ -215,9 +223,11 @@ assert abs(slope_c - 2) < 0.35 and abs(slope_f - 1) < 0.35, "truncation slopes s
 
 # %% [markdown]
 # ## 6. Initialization
-# `glorot_uniform` draws from U(-l, l) with l = sqrt(6 / (fan_in + fan_out)), so the variance
-# l^2 / 3 = 2 / (fan_in + fan_out) keeps activations and gradients at the same scale in both
-# directions. `orthogonal` gives Q with Q^T Q = I (used for the recurrent weights, lesson 03).
+# `glorot_uniform` draws from $U(-l, l)$ with
+# $l = \sqrt{6 / (\text{fan}_\text{in} + \text{fan}_\text{out})}$, so the variance
+# $l^2 / 3 = 2 / (\text{fan}_\text{in} + \text{fan}_\text{out})$ keeps activations and
+# gradients at the same scale in both directions. `orthogonal` gives $Q$ with
+# $Q^\top Q = I$ (used for the recurrent weights, lesson 03).
 
 # %%
 fan_in, fan_out = (64, 32) if FAST else (512, 256)
@@ -225,7 +235,8 @@ Wg = linear.glorot_uniform(np.random.default_rng(1), fan_in, fan_out, dtype=np.f
 var_theory = 2.0 / (fan_in + fan_out)
 rel = abs(Wg.var() - var_theory) / var_theory
 print(f"glorot variance {Wg.var():.5f}, theory {var_theory:.5f} (rel diff {rel:.3f})")
-assert rel < 0.1, f"Glorot variance off by {rel:.2f} (> 10%; sampling noise is ~{np.sqrt(1.6 / Wg.size):.3f})"
+assert rel < 0.1, \
+    f"Glorot variance off by {rel:.2f} (> 10%; sampling noise is ~{np.sqrt(1.6 / Wg.size):.3f})"
 Q = linear.orthogonal(np.random.default_rng(2), 32, dtype=np.float64)
 ortho_err = float(np.max(np.abs(Q.T @ Q - np.eye(32))))
 assert ortho_err < 1e-12, f"orthogonal() is not orthogonal: |Q^T Q - I| = {ortho_err:.1e}"

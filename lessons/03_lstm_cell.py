@@ -15,38 +15,40 @@ How to run:  python lessons/03_lstm_cell.py                      (full, seconds)
 Figures go to lessons/out/.
 """
 # %%
-import os
-import sys
-from pathlib import Path
+from course import FAST, rng, savefig
 
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from minisketch import gradcheck
-from minisketch.layers import lstm
+from minisketch.layers import activations, lstm
 
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-rng = np.random.default_rng(0)
+rng = rng(0)
 
 # %% [markdown]
 # ## 1. The forward step
-# One matmul makes all four gate pre-activations from the input and the previous output:
+# Why an LSTM at all? The decoder must remember, hundreds of steps later, where a stroke began
+# (to close a circle) and what it is drawing. A plain recurrent layer forgets fast (lesson 04
+# measures it); the LSTM (Hochreiter & Schmidhuber 1997) keeps a *cell* $c$ that is only ever
+# scaled and added to, guarded by gates. One matmul makes all four gate pre-activations from
+# the input and the previous output, $a = x W_{xh} + h_{\text{prev}} W_{hh} + b$, a
+# $[B, 4H]$ array of blocks $[a_i \mid a_j \mid a_f \mid a_o]$:
 #
-#     a = x @ W_xh + h_prev @ W_hh + b              [B, 4H] = [a_i | a_j | a_f | a_o]
-#     i = sigmoid(a_i)          input gate: how much new content to write
-#     g = tanh(a_j) * keep      candidate content (keep: recurrent dropout mask, 0 or 1/p)
-#     f = sigmoid(a_f + 1)      forget gate; +1 so that at init f ~ 0.73 (remember by default)
-#     o = sigmoid(a_o)          output gate
-#     c = f * c_prev + i * g    the cell: a leaky running sum, the "memory"
-#     h = o * tanh(c)           what the cell shows the rest of the network
+# $$
+# \begin{aligned}
+# i &= \sigma(a_i) && \text{input gate: how much new content to write} \\
+# g &= \tanh(a_j) \cdot \text{keep}
+#   && \text{candidate content (keep: recurrent dropout, 0 or } 1/p) \\
+# f &= \sigma(a_f + 1) && \text{forget gate; } +1 \text{ so that } f \approx 0.73 \text{ at init} \\
+# o &= \sigma(a_o) && \text{output gate} \\
+# c &= f \odot c_{\text{prev}} + i \odot g && \text{the cell: a leaky running sum, the memory} \\
+# h &= o \odot \tanh(c) && \text{what the cell shows the rest of the network}
+# \end{aligned}
+# $$
 #
-# The state is stored as one array `[c | h]` of width 2H (the magenta.js layout).
+# with $\sigma(a) = 1 / (1 + e^{-a})$. The state is stored as one array `[c | h]` of width
+# $2H$ (the magenta.js layout). `sigmoid` is written here once; later lessons import the
+# library's, `minisketch.layers.activations.sigmoid`, which computes the same values without
+# overflowing for very negative $a$.
 
 # %%
 B, D, H = 3, 4, 5
@@ -54,6 +56,11 @@ B, D, H = 3, 4, 5
 
 def sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
+
+
+a_test = np.linspace(-30, 30, 13)
+assert np.allclose(sigmoid(a_test), activations.sigmoid(a_test), rtol=1e-15, atol=0), \
+    "sigmoid differs from the library's (1e-15 relative)"
 
 
 def lstm_step_by_hand(x, c_prev, h_prev, W_xh, W_hh, b, keep=None):
@@ -99,19 +106,24 @@ assert np.allclose(state_step, np.concatenate([c0, h0], axis=1), rtol=0, atol=1e
 
 # %% [markdown]
 # ## 2. The backward step
-# Given dL/dh and dL/dc of this step's outputs (dc comes from the *next* step's `c_prev`),
-# undo the forward lines from the bottom up. Each line quotes the forward line it undoes:
+# Given $\partial L / \partial h$ and $\partial L / \partial c$ of this step's outputs
+# ($dc$ comes from the *next* step's $c_{\text{prev}}$), undo the forward lines from the
+# bottom up. Writing $dv$ for $\partial L / \partial v$, each line undoes one forward line:
 #
-#     forward: h = o * tanh(c)        ->  do = dh * tanh(c);   dc += dh * o * (1 - tanh(c)^2)
-#     forward: c = f*c_prev + i*gd    ->  df = dc * c_prev;  di = dc * gd;  dgd = dc * i
-#                                         dc_prev = dc * f
-#     forward: gd = g * keep          ->  dg = dgd * keep
-#     forward: i, f, o = sigmoid(.)   ->  da = d(gate) * s * (1 - s)   (sigmoid' = s (1 - s))
-#     forward: g = tanh(a_j)          ->  da_j = dg * (1 - g^2)        (tanh' = 1 - tanh^2)
-#     forward: a = x W_xh + h_prev W_hh + b  ->  lesson 02's linear backward:
-#               dx = da W_xh^T, dh_prev = da W_hh^T, dW_xh = x^T da, dW_hh = h_prev^T da, db = sum da
+# | forward | backward |
+# |---|---|
+# | $h = o \odot \tanh c$ | $do = dh \odot \tanh c$, $\; dc \mathrel{+}= dh \odot o \odot (1 - \tanh^2 c)$ |
+# | $c = f \odot c_{\text{prev}} + i \odot g_d$ | $df = dc \odot c_{\text{prev}}$, $\; di = dc \odot g_d$, $\; dg_d = dc \odot i$, $\; dc_{\text{prev}} = dc \odot f$ |
+# | $g_d = g \odot \text{keep}$ | $dg = dg_d \odot \text{keep}$ |
+# | $i, f, o = \sigma(\cdot)$ | $da_{i,f,o} = d(\text{gate}) \odot s (1 - s)$, since $\sigma' = \sigma (1 - \sigma)$ |
+# | $g = \tanh a_j$ | $da_j = dg \odot (1 - g^2)$, since $\tanh' = 1 - \tanh^2$ |
+# | $a = x W_{xh} + h_{\text{prev}} W_{hh} + b$ | lesson 02: $dx = da\, W_{xh}^\top$, $dh_{\text{prev}} = da\, W_{hh}^\top$, $dW_{xh} = x^\top da$, $dW_{hh} = h_{\text{prev}}^\top da$, $db = \sum_b da$ |
 #
 # The +1 forget bias is a constant shift: it changes nothing in the backward formulas.
+#
+# > **Your turn.** Before reading the code below, open `lessons/exercises/03_lstm_cell.py`
+# > and write `lstm_step_forward` and `lstm_step_backward` yourself;
+# > `python lessons/grade.py 03` grades them with this lesson's checks (`--hint` if stuck).
 
 # %%
 def lstm_step_backward_by_hand(dh, dc_next, cache, W_xh, W_hh):
@@ -157,7 +169,8 @@ print("hand gradients equal lstm_backward (T = 1) to 1e-13 for", ", ".join(pairs
 # %% [markdown]
 # ## 3. Prove the hand backward with central differences
 # The library agreeing with us proves only that we made the same choices. The gradient check
-# proves the math: every input and parameter, float64, tolerance 1e-6 (lesson 02's metric).
+# proves the math: every input and parameter, float64, tolerance $10^{-6}$ (lesson 02's
+# metric).
 
 # %%
 W_xh, W_hh, b = p["W_xh"], p["W_hh"], p["b"]
@@ -175,11 +188,11 @@ print("gradient check (tol 1e-6):", {k: f"{v:.1e}" for k, v in errs.items()})
 
 # %% [markdown]
 # ## 4. A hand-wired memory cell
-# With H = 1 we can set the weights ourselves. Inputs: `s` ("store now") and `v` (a value).
-# The input gate opens only when s = 1; the forget gate forgets only when s = 1; the candidate
-# is tanh(3 v). Between stores, with v = 0, the cell obeys c_t = f * c_{t-1} exactly, with
-# f = sigmoid(5 + 1): the memory leaks by 0.25% per step. That +1 forget bias is why an
-# untrained LSTM already remembers a little.
+# With $H = 1$ we can set the weights ourselves. Inputs: $s$ ("store now") and $v$ (a value).
+# The input gate opens only when $s = 1$; the forget gate forgets only when $s = 1$; the
+# candidate is $\tanh(3 v)$. Between stores, with $v = 0$, the cell obeys
+# $c_t = f \, c_{t-1}$ exactly, with $f = \sigma(5 + 1)$: the memory leaks by 0.25% per step.
+# That +1 forget bias is why an untrained LSTM already remembers a little.
 
 # %%
 T = 40 if FAST else 80
@@ -222,15 +235,15 @@ ax.step(np.arange(T), xs[:, 0, 1], where="mid", label="value v", color="C2")
 ax.plot(cs, "C0-", label="cell c")
 ax.plot(hs_, "C1--", label="output h")
 ax.set_xlabel("time step")
-ax.set_title("a hand-wired LSTM cell stores a value and holds it")
+ax.set_title("Can an LSTM cell store a value and hold it? (hand-wired weights)", fontsize=9)
 ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-fig.tight_layout()
-fig.savefig(OUT / "03_memory_cell.png", dpi=100)
-plt.close(fig)
+savefig(fig, "03_memory_cell.png")
 print("lesson 03 checks passed")
 
 # %% [markdown]
 # ## Exercises
+# Graded: `lessons/exercises/03_lstm_cell.py` (`python lessons/grade.py 03`).
+#
 # 1. Remove the +1 forget bias from the memory cell (set `b1[2] = 4`). How fast does the
 #    stored value leak now? Predict it with f^n before you run it.
 # 2. Derive the backward pass of a GRU step the same way (quote each forward line), and check

@@ -15,40 +15,28 @@ How to run:  python lessons/04_backprop_through_time.py                    (full
 Figures go to lessons/out/.
 """
 # %%
-import os
-import sys
-from pathlib import Path
+from course import FAST, rng, savefig
 
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from minisketch import gradcheck
 from minisketch.layers import lstm
+from minisketch.layers.activations import sigmoid
 
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-rng = np.random.default_rng(0)
-
-
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
+rng = rng(0)
 
 # %% [markdown]
 # ## 1. Forward over time, with a padding mask
-# A batch holds sketches of different lengths padded to the longest. `mask[t, b] = 1` while
-# sequence b is still running. At a padding step the state passes through unchanged, so the
+# A batch holds sketches of different lengths padded to the longest. $m_{t,b} = 1$ while
+# sequence $b$ is still running. At a padding step the state passes through unchanged, so the
 # final state of every sequence is the state after *its own* last real step:
 #
-#     c_t = m_t * c_new + (1 - m_t) * c_{t-1},    h_t likewise
+# $$
+# c_t = m_t \, c_{\text{new}} + (1 - m_t) \, c_{t-1}, \qquad h_t \text{ likewise.}
+# $$
 #
 # Everything that does not depend on the recurrence is hoisted out of the loop: the input
-# projections of all T steps are a single `[T*B, D] @ [D, 4H]` matmul.
+# projections of all $T$ steps are a single `[T*B, D] @ [D, 4H]` matmul.
 #
 # Open `minisketch/layers/lstm.py` beside this lesson: its `lstm_forward` is this same loop,
 # with the step's pointwise math in `lstm_cell_forward` (lesson 03).
@@ -99,21 +87,31 @@ assert np.allclose(state_T[1], st4[1], rtol=0, atol=1e-14), \
 
 # %% [markdown]
 # ## 2. Backward through time
-# Every h_t feeds two places: the loss (`dhs[t]`) and the next step (through `W_hh`). So the
-# total gradient reaching step t's output is `dh = dhs[t] + dh_next`, and the cell gets
-# `dc_next` from the next step's `c_prev`. Walk t = T-1 ... 0:
+# Every $h_t$ feeds two places: the loss (`dhs[t]`) and the next step (through $W_{hh}$). So
+# the total gradient reaching step $t$'s output is $dh = dh^{\text{loss}}_t + dh_{\text{next}}$,
+# and the cell gets $dc_{\text{next}}$ from the next step's $c_{\text{prev}}$. Walk
+# $t = T-1, \dots, 0$:
 #
-#     step backward (lesson 03)   ->  da_t, dc_prev
-#     dh_next = da_t @ W_hh^T     (forward was: a_t = ... + h_{t-1} @ W_hh)
+# 1. the step backward of lesson 03 gives $da_t$ and $dc_{\text{prev}}$;
+# 2. $dh_{\text{next}} = da_t W_{hh}^\top$, because the forward was
+#    $a_t = \dots + h_{t-1} W_{hh}$;
+# 3. at a padding step ($m = 0$) the forward was $c_t = c_{t-1}$, $h_t = h_{t-1}$, so the
+#    gradients pass straight through: $dc_{\text{prev}} = dc$, $dh_{\text{next}} = dh$,
+#    $da_t = 0$.
 #
-# and at a padding step (m = 0), forward was `c_t = c_{t-1}, h_t = h_{t-1}`, so the gradients
-# pass straight through: `dc_prev = dc`, `dh_next = dh`, `da_t = 0`.
-# Weight gradients are sums over steps; with every `da_t` stored they are again one matmul:
+# Weight gradients are sums over steps; with every $da_t$ stored they are again one matmul:
 #
-#     dW_hh = sum_t h_{t-1}^T da_t = H_prev.reshape(T*B, H)^T @ dA.reshape(T*B, 4H)
+# $$
+# dW_{hh} = \sum_t h_{t-1}^\top \, da_t = H_{\text{prev}}^\top \, dA,
+# \qquad H_{\text{prev}} \in \mathbb{R}^{TB \times H}, \; dA \in \mathbb{R}^{TB \times 4H}.
+# $$
 #
 # `lstm_backward` in `minisketch/layers/lstm.py` is the same reversed loop around
 # `lstm_cell_backward`, each line marked with the forward line it undoes.
+#
+# > **Your turn.** Write the backward pass yourself in
+# > `lessons/exercises/04_backprop_through_time.py` (the forward is given there) and grade it
+# > with `python lessons/grade.py 04`.
 
 # %%
 def lstm_sequence_backward_by_hand(dhs, dstate_T, saved, x, W_xh, W_hh, keep, trace=None):
@@ -168,7 +166,8 @@ assert np.allclose(looped, grads["W_hh"], rtol=0, atol=1e-12), \
 
 # %% [markdown]
 # ## 3. Gradient check of the whole sequence
-# Central differences through all T steps, masks and dropout included (float64, tol 1e-6).
+# Central differences through all $T$ steps, masks and dropout included (float64, tolerance
+# $10^{-6}$).
 
 # %%
 errs = gradcheck.check_gradients(loss, {"x": x, "state0": state0, **p},
@@ -179,10 +178,11 @@ assert np.all(dx[1:, 2] == 0), "inputs at padding steps must get exactly zero gr
 
 # %% [markdown]
 # ## 4. How far back does a gradient reach?
-# Put the loss on the last output only and measure `|dL/dh_t|` for every t. In a plain tanh RNN
-# `h_t = tanh(x_t W_x + h_{t-1} W_h)` each step multiplies the gradient by `W_h^T diag(1 - h^2)`,
-# which shrinks it geometrically. The LSTM's cell path multiplies by the forget gate instead,
-# and `dc_prev = dc * f` with f near 1 lets the gradient travel much further.
+# Put the loss on the last output only and measure $|\partial L / \partial h_t|$ for every
+# $t$. In a plain tanh RNN $h_t = \tanh(x_t W_x + h_{t-1} W_h)$ each step multiplies the
+# gradient by $W_h^\top \operatorname{diag}(1 - h_t^2)$, which shrinks it geometrically. The
+# LSTM's cell path multiplies by the forget gate instead, and $dc_{\text{prev}} = dc \odot f$
+# with $f$ near 1 lets the gradient travel much further.
 
 # %%
 TT, BB, DD, HH = (30, 8, 8, 32) if FAST else (120, 32, 16, 128)
@@ -216,11 +216,9 @@ ax.semilogy(range(TT), g_rnn, label="plain tanh RNN")
 ax.semilogy(range(TT), g_lstm, label="LSTM (forget bias +1)")
 ax.set_xlabel("step t (the loss reads h at the last step)")
 ax.set_ylabel("|dL/d state entering step t|")
-ax.set_title("how far back a gradient reaches")
+ax.set_title("How far back in time does a gradient reach?", fontsize=9)
 ax.legend()
-fig.tight_layout()
-fig.savefig(OUT / "04_gradient_through_time.png", dpi=100)
-plt.close(fig)
+savefig(fig, "04_gradient_through_time.png")
 ratio_rnn, ratio_lstm = g_rnn[0] / g_rnn[-1], g_lstm[0] / g_lstm[-1]
 print(f"gradient at t=0 relative to t=T-1: RNN {ratio_rnn:.1e}, LSTM {ratio_lstm:.1e}")
 assert ratio_lstm > ratio_rnn, "the LSTM should carry the gradient further back than the RNN"
@@ -228,6 +226,8 @@ print("lesson 04 checks passed")
 
 # %% [markdown]
 # ## Exercises
+# Graded: `lessons/exercises/04_backprop_through_time.py` (`python lessons/grade.py 04`).
+#
 # 1. Truncated BPTT: cut the backward loop after K steps (set `dh_next = dc_next = 0`). Plot
 #    the error of `dW_hh` against the full gradient as K grows.
 # 2. Change the forget bias from +1 to -1 in the hand forward and backward. Redraw the figure.

@@ -17,31 +17,23 @@ How to run:  python lessons/05_bidirectional_encoder.py                    (full
 Figures go to lessons/out/.
 """
 # %%
-import os
-import sys
-from pathlib import Path
+from course import FAST, rng, savefig
 
-# Small matrices (batch 1-3 while sampling): one BLAS thread is faster than two, and much
-# faster on a shared machine (lesson 10). Set before NumPy loads; export it to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 import minisketch as ms
 from minisketch import gradcheck, shapes
 from minisketch.layers import cells, encoder, lstm
 
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-rng = np.random.default_rng(0)
+rng = rng(0)
 
 # %% [markdown]
 # ## 1. A batch of real sketches
+# Why read the sketch from both ends? The encoder's job is a summary of the *whole* drawing
+# (paper, eq. 1: $h = [h_\rightarrow ; h_\leftarrow]$). A single forward LSTM's final state
+# is dominated by the last strokes; the backward direction's final state is dominated by the
+# first ones, so together they cover both ends.
+#
 # A few builtin:shapes sketches of different lengths. The encoder reads rows 1..L of the batch
 # (the start token S0 is for the decoder), time-major: `x [T, B, 5]`.
 
@@ -58,11 +50,13 @@ print("lengths", lengths, "x", x.shape)
 
 # %% [markdown]
 # ## 2. The reverse index
-# The backward direction reads, at its step t, row `L_b - 1 - t` of sketch b while t < L_b; the
-# steps after that are padding (masked, the state passes through). Flipping the whole padded
-# array instead would make the short sketches start with a run of padding rows.
+# The backward direction reads, at its step $t$, row $L_b - 1 - t$ of sketch $b$ while
+# $t < L_b$; the steps after that are padding (masked, the state passes through). Flipping the
+# whole padded array instead would make the short sketches start with a run of padding rows.
 #
-#     rev[t, b] = L_b - 1 - t   if t < L_b   else t
+# $$
+# \text{rev}_{t,b} = \begin{cases} L_b - 1 - t & t < L_b \\ t & \text{otherwise} \end{cases}
+# $$
 
 # %%
 def reverse_index_by_hand(lengths, T):
@@ -89,19 +83,22 @@ for ax, idx, title in ((axes[0], rev, "reverse index (per-sketch)"),
     ax.set_xlabel("backward-direction step t")
     ax.set_ylabel("sketch b")
     ax.set_title(title + "\n(dark: a real step that reads padding)", fontsize=8)
-fig.tight_layout()
-fig.savefig(OUT / "05_reverse_index.png", dpi=100)
-plt.close(fig)
+fig.suptitle("Does the backward direction ever read a padding row at a real step?", fontsize=9)
+savefig(fig, "05_reverse_index.png")
 assert not np.any((np.arange(T)[:, None] < lengths) & (rev >= lengths)), \
     "with the per-sketch index no real step reads a padding row"
 
 # %% [markdown]
 # ## 3. Forward pass by hand
 #
-#     mask[t, b] = t < L_b
-#     hs_fw = LSTM_fw(x, mask);        h_fw = hs_fw[L_b - 1, b]
-#     hs_bw = LSTM_bw(x[rev], mask);   h_bw = hs_bw[L_b - 1, b]
-#     h = [h_fw | h_bw]                [B, 2H]
+# $$
+# \begin{aligned}
+# m_{t,b} &= [t < L_b] \\
+# h_\rightarrow &= \text{LSTM}_\rightarrow(x, m)_{L_b - 1, b} \\
+# h_\leftarrow &= \text{LSTM}_\leftarrow(x_{\text{rev}}, m)_{L_b - 1, b} \\
+# h &= [h_\rightarrow ; h_\leftarrow] \in \mathbb{R}^{B \times 2H}
+# \end{aligned}
+# $$
 #
 # Both directions start from a zero state and have their own weights.
 
@@ -136,6 +133,9 @@ assert err < 1e-14, f"hand encoder differs from encoder_forward by {err:.1e} (> 
 # The forward *gathered* one step per sketch (`hs[L_b - 1, b]`), so the backward *scatters*
 # `dh` into a zero `[T, B, H]` array at those steps. The reversed input was a gather with a
 # permutation, so its gradient goes back with the same index: `dx[rev[t, b], b] += dx_rev[t, b]`.
+#
+# > **Your turn.** `lessons/exercises/05_bidirectional_encoder.py` asks for the reverse index,
+# > the encoder's forward and its backward; `python lessons/grade.py 05` grades them.
 
 # %%
 def encoder_backward_by_hand(dh, x, hand_cache):
@@ -206,6 +206,8 @@ print("lesson 05 checks passed")
 
 # %% [markdown]
 # ## Exercises
+# Graded: `lessons/exercises/05_bidirectional_encoder.py` (`python lessons/grade.py 05`).
+#
 # 1. The library gathers `x[rev, cols]` with one fancy-indexing call and scatters with
 #    `dx[rev, cols] += dx_rev`. Why is `+=` with fancy indexing safe here, when it is not in
 #    general (hint: `np.add.at`, and what a permutation guarantees)?

@@ -15,35 +15,41 @@ How to run:  python lessons/06_latent_variable.py                    (full, seco
 Figures go to lessons/out/.
 """
 # %%
-import os
-import sys
-from pathlib import Path
+from course import FAST, rng, savefig
 
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 import minisketch as ms
 from minisketch import gradcheck, optim
 from minisketch.layers import latent
 
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-rng = np.random.default_rng(0)
+rng = rng(0)
 
 # %% [markdown]
+# ## 0. Why a VAE?
+# The decoder could be trained alone, as a model of "what comes next" (a decoder-only
+# sketch-rnn does exactly that, lesson 14). The encoder and a latent vector $z$ add a *code* for
+# the whole sketch: the decoder learns to draw the sketch that $z$ describes, so we can encode a
+# drawing and redraw it, walk between two drawings, or do arithmetic on them (lesson 12). A
+# plain autoencoder would map each sketch to a point and leave the space between points
+# meaningless. The variational autoencoder (Kingma & Welling 2014) instead encodes each sketch
+# as a small Gaussian cloud $N(\mu, \sigma^2)$, trains the decoder on random points of that
+# cloud, and pulls every cloud toward the prior $N(0, I)$ with a KL penalty: the codes then fill
+# one region without holes, and *any* $z$ from $N(0, I)$ decodes to a plausible sketch, which
+# is how lesson 01's model drew from random $z$.
+#
 # ## 1. From h to a distribution over z
+# The paper's eq. 2, with $s = \hat\sigma$ the log variance:
 #
-#     mu = h @ W_mu + b_mu                  [B, N_z]
-#     s  = h @ W_s + b_s                    log sigma^2 (any real number, so no constraint)
-#     z  = mu + exp(s / 2) * eps,  eps ~ N(0, I)
+# $$
+# \mu = h W_\mu + b_\mu, \qquad s = h W_s + b_s, \qquad
+# z = \mu + e^{s/2} \odot \epsilon, \quad \epsilon \sim N(0, I),
+# $$
 #
-# The noise eps is drawn by the caller (the model seeds it by step, so a loss is a
-# deterministic function of the parameters and can be gradient-checked).
+# all $[B, N_z]$. $s = \log \sigma^2$ may be any real number, so the layer needs no
+# constraint to keep $\sigma$ positive. The noise $\epsilon$ is drawn by the caller (the
+# model seeds it by step, so a loss is a deterministic function of the parameters and can be
+# gradient-checked).
 
 # %%
 B, Dh, Nz = 4, 6, 3
@@ -66,13 +72,17 @@ assert err < 1e-14, f"hand latent forward differs from latent_forward by {err:.1
 
 # %% [markdown]
 # ## 2. Why reparameterize?
-# We need d/dmu of an expectation E_z[f(z)]. Two unbiased estimators exist:
+# We need $\partial / \partial \mu$ of an expectation $E_z[f(z)]$. Two unbiased estimators
+# exist:
 #
-#     pathwise (reparameterized):  f'(mu + sigma eps)                       (differentiate f)
-#     score function (REINFORCE):  f(z) * d log q(z) / dmu = f(z) (z - mu) / sigma^2
+# | estimator | one-sample estimate |
+# |---|---|
+# | pathwise (reparameterized) | $f'(\mu + \sigma \epsilon)$: differentiate $f$ through the sample |
+# | score function (REINFORCE) | $f(z) \, \partial \log q(z) / \partial \mu = f(z) (z - \mu) / \sigma^2$ |
 #
-# For f(z) = z^2 the exact answer is d/dmu (mu^2 + sigma^2) = 2 mu. Both are right on average,
-# but the pathwise one has far less variance, and it is what lets a VAE train with one sample.
+# For $f(z) = z^2$ the exact answer is $\partial_\mu (\mu^2 + \sigma^2) = 2 \mu$. Both are
+# right on average, but the pathwise one has far less variance, and it is what lets a VAE train
+# with one sample per sketch.
 
 # %%
 n = 2000 if FAST else 200000
@@ -92,23 +102,30 @@ bins = np.linspace(-6, 10, 80)
 ax.hist(score, bins=bins, alpha=0.6, density=True, label=f"score function (std {score.std():.2f})")
 ax.hist(pathwise, bins=bins, alpha=0.6, density=True, label=f"pathwise (std {pathwise.std():.2f})")
 ax.axvline(2 * m0, color="k", lw=1, label="exact gradient 2 mu")
-ax.set_title("one-sample estimates of d/dmu E[z^2], z ~ N(0.7, 0.5^2)", fontsize=9)
+ax.set_title("Which one-sample estimate of d/dmu E[z^2] is less noisy? (z ~ N(0.7, 0.5^2))",
+             fontsize=9)
 ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(OUT / "06_gradient_estimators.png", dpi=100)
-plt.close(fig)
+savefig(fig, "06_gradient_estimators.png")
 
 # %% [markdown]
 # ## 3. The KL divergence to the prior, derived
-# For one unit, q = N(mu, sigma^2), p = N(0, 1):
+# For one unit, $q = N(\mu, \sigma^2)$, $p = N(0, 1)$; the $\log \sqrt{2\pi}$ terms cancel,
+# $E_q[(z - \mu)^2] = \sigma^2$ and $E_q[z^2] = \sigma^2 + \mu^2$:
 #
-#     KL(q || p) = E_q[log q(z) - log p(z)]
-#                = E_q[-log sigma - (z - mu)^2 / (2 sigma^2) + z^2 / 2]
-#                = -log sigma - 1/2 + (sigma^2 + mu^2) / 2
-#                = -1/2 (1 + s - mu^2 - exp(s)),     s = log sigma^2
+# $$
+# \begin{aligned}
+# \mathrm{KL}(q \,\|\, p) &= E_q[\log q(z) - \log p(z)] \\
+# &= E_q\left[-\log \sigma - \frac{(z - \mu)^2}{2 \sigma^2} + \frac{z^2}{2}\right] \\
+# &= -\log \sigma - \frac{1}{2} + \frac{\sigma^2 + \mu^2}{2} \\
+# &= -\frac{1}{2} \left(1 + s - \mu^2 - e^s\right), \qquad s = \log \sigma^2 .
+# \end{aligned}
+# $$
 #
-# sketch-rnn averages over the batch *and* the N_z units:
-# `L_KL = -1 / (2 B N_z) * sum(1 + s - mu^2 - exp(s))`.
+# sketch-rnn averages over the batch *and* the $N_z$ units (the paper's eq. 11, per sketch):
+#
+# $$
+# L_{KL} = -\frac{1}{2 B N_z} \sum_{b, k} \left(1 + s_{bk} - \mu_{bk}^2 - e^{s_{bk}}\right).
+# $$
 
 # %%
 def kl_by_hand(mu, s):
@@ -127,21 +144,26 @@ log_q = -0.5 * np.log(2 * np.pi) - s1 / 2 - (zmc - mu1) ** 2 / (2 * np.exp(s1))
 log_p = -0.5 * np.log(2 * np.pi) - zmc ** 2 / 2
 terms = log_q - log_p
 closed = -0.5 * (1 + s1 - mu1 ** 2 - np.exp(s1))
-print(f"KL closed form {closed:.5f}, Monte Carlo {terms.mean():.5f} +- {terms.std() / np.sqrt(n_mc):.5f}")
+print(f"KL closed form {closed:.5f}, Monte Carlo {terms.mean():.5f} "
+      f"+- {terms.std() / np.sqrt(n_mc):.5f}")
 assert abs(terms.mean() - closed) < 5 * terms.std() / np.sqrt(n_mc), \
     "Monte Carlo KL is more than 5 standard errors from the closed form"
 
 # %% [markdown]
 # ## 4. Backward: through the sample and through the KL
 #
-#     forward: z = mu + exp(s/2) eps      ->  dmu += dz,   ds += dz * eps * exp(s/2) / 2
-#     forward: KL = -c sum(1 + s - mu^2 - e^s), c = 1/(2 B N_z)
-#                                         ->  dmu += dKL * 2 c mu,   ds += dKL * c (e^s - 1)
-#     forward: mu = h W_mu + b_mu, s = h W_s + b_s   ->  linear backward (lesson 02), twice
+# | forward | backward |
+# |---|---|
+# | $z = \mu + e^{s/2} \epsilon$ | $d\mu \mathrel{+}= dz$, $\; ds \mathrel{+}= dz \odot \epsilon \odot e^{s/2} / 2$ |
+# | $L_{KL} = -c \sum (1 + s - \mu^2 - e^s)$, $c = 1 / (2 B N_z)$ | $d\mu \mathrel{+}= dL_{KL} \cdot 2 c \mu$, $\; ds \mathrel{+}= dL_{KL} \cdot c (e^s - 1)$ |
+# | $\mu = h W_\mu + b_\mu$, $s = h W_s + b_s$ | the linear backward of lesson 02, twice |
 #
-# The objective's KL term is `w * max(KL, KL_min)`: its gradient is w above the floor and
-# exactly 0 below it. The floor stops the optimizer from squeezing the last nats of
-# information out of z (the "KL sticks at 0.2" users see is this floor at work).
+# The objective's KL term is $w \max(L_{KL}, KL_{\min})$: its gradient is $w$ above the
+# floor and exactly 0 below it. The floor stops the optimizer from squeezing the last nats of
+# information out of $z$ (the "KL sticks at 0.2" that users see is this floor at work).
+#
+# > **Your turn.** `lessons/exercises/06_latent_variable.py`: the sample, the KL and both
+# > gradients; `python lessons/grade.py 06` grades them.
 
 # %%
 def latent_kl_backward_by_hand(dz, dterm, h, p, eps, mu, s, w, kl_min):
@@ -186,11 +208,15 @@ assert all(np.all(g == 0) for g in g_below.values()), "below the floor the KL gr
 
 # %% [markdown]
 # ## 5. KL annealing
-# Early in training the decoder has not learned to use z, and a full-weight KL would push every
-# encoding onto the prior before it carries any information ("posterior collapse"). So the KL
-# weight starts at w_start = 0.01 and approaches w_KL = 0.5:
+# Early in training the decoder has not learned to use $z$, and a full-weight KL would push
+# every encoding onto the prior before it carries any information ("posterior collapse"). So
+# the KL weight starts at $w_{\text{start}} = 0.01$ and approaches $w_{KL} = 0.5$ (the paper's
+# annealed loss in section 3.4; the form below is the reference code's):
 #
-#     w_step = w_KL - (w_KL - w_start) * R^step,    R = 0.99995  (half-way after ~14k steps)
+# $$
+# w_{\text{step}} = w_{KL} - (w_{KL} - w_{\text{start}}) R^{\text{step}}, \qquad R = 0.99995
+# \quad (\text{half-way after about 14k steps}).
+# $$
 
 # %%
 hp = ms.HParams()
@@ -212,21 +238,21 @@ fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 axes[0].plot(steps, ws)
 axes[0].set_xlabel("training step")
 axes[0].set_ylabel("KL weight w_step")
-axes[0].set_title("KL annealing (R = 0.99995)", fontsize=9)
+axes[0].set_title("How fast does the KL weight rise? (R = 0.99995)", fontsize=9)
 kls = np.linspace(0, 1, 200)
 axes[1].plot(kls, 0.5 * np.maximum(kls, kl_min), label="w * max(KL, 0.2), w = 0.5")
 axes[1].plot(kls, 0.5 * kls, "--", color="0.6", label="w * KL (no floor)")
 axes[1].set_xlabel("raw KL")
 axes[1].set_ylabel("KL term of the loss")
-axes[1].set_title("the floor: no gradient below KL_min", fontsize=9)
+axes[1].set_title("Where does the KL term stop pushing? (floor 0.2)", fontsize=9)
 axes[1].legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(OUT / "06_kl_schedule_and_floor.png", dpi=100)
-plt.close(fig)
+savefig(fig, "06_kl_schedule_and_floor.png")
 print("lesson 06 checks passed")
 
 # %% [markdown]
 # ## Exercises
+# Graded: `lessons/exercises/06_latent_variable.py` (`python lessons/grade.py 06`).
+#
 # 1. Derive the KL between two diagonal Gaussians N(mu1, s1) and N(mu2, s2) and check it by
 #    Monte Carlo as in section 3.
 # 2. Why parameterize s = log sigma^2 rather than sigma directly? What would the gradient of

@@ -16,39 +16,58 @@ How to run:  python lessons/07_gaussian_mixture.py                    (full, sec
 Figures go to lessons/out/.
 """
 # %%
-import os
-import sys
-from pathlib import Path
+from course import FAST, rng, savefig
 
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from minisketch import gradcheck
 from minisketch.layers import mdn
 
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-rng = np.random.default_rng(0)
+rng = rng(0)
 
 # %% [markdown]
+# ## 0. Why a mixture?
+# At the corner of a square the pen goes on *either* down *or* right; at the end of a stroke it
+# may lift and jump anywhere. The next move is often several distinct possibilities, not one
+# move plus noise. A single Gaussian fitted to "down or right" puts its mean in between, on a
+# diagonal move that nobody makes, and sampling from it would round every corner. A mixture of
+# $M$ Gaussians (Bishop 1994; Graves 2013 for handwriting) can put one bump on each
+# possibility and weigh them, so its samples choose. The paper uses $M = 20$ (eq. 4); the
+# figure in section 4 draws a 3-component mixture.
+#
 # ## 1. The output layout and the density
-# The raw output row is
-# `[pen logits (3) | pi logits (M) | mu_x | mu_y | log sigma_x | log sigma_y | rho logits]`, and
+# For every step the decoder emits $6M + 3$ numbers (the paper's eqs. 5-8), laid out as
+# `[pen logits (3) | pi logits (M) | mu_x | mu_y | log sigma_x | log sigma_y | rho logits]`.
+# Softmaxes, exponentials and a tanh turn them into valid parameters:
 #
-#     pi = softmax(pi logits),  q = softmax(pen logits),  sigma = exp(.),  rho = tanh(.)
-#     n1 = dx - mu_x,  n2 = dy - mu_y
-#     Z  = (n1/s_x)^2 + (n2/s_y)^2 - 2 rho n1 n2 / (s_x s_y)
-#     N  = exp(-Z / (2 (1 - rho^2))) / (2 pi s_x s_y sqrt(1 - rho^2))
+# $$
+# \pi = \operatorname{softmax}(\hat\pi), \quad q = \operatorname{softmax}(\hat q), \quad
+# \sigma_x = e^{\hat\sigma_x}, \quad \sigma_y = e^{\hat\sigma_y}, \quad
+# \rho = \tanh \hat\rho .
+# $$
 #
-# Reconstruction loss of a target row (dx, dy, p1, p2, p3):
+# With $n_1 = \Delta x - \mu_x$ and $n_2 = \Delta y - \mu_y$, each component is a
+# bivariate normal density:
 #
-#     offset term  -log(sum_k pi_k N_k + 1e-6)   only on real rows (p3 = 0)
-#     pen term     -sum_j p_j log q_j             on every row, padding included
+# $$
+# Z = \frac{n_1^2}{\sigma_x^2} + \frac{n_2^2}{\sigma_y^2}
+# - \frac{2 \rho n_1 n_2}{\sigma_x \sigma_y},
+# \qquad
+# N(\Delta x, \Delta y) = \frac{1}{2 \pi \sigma_x \sigma_y \sqrt{1 - \rho^2}}
+# \exp\left(-\frac{Z}{2 (1 - \rho^2)}\right).
+# $$
+#
+# The reconstruction loss of a target row $(\Delta x, \Delta y, p_1, p_2, p_3)$ (eq. 10, before
+# dividing by $N_{\max}$) has two terms:
+#
+# $$
+# \ell_{\text{offset}} = -\log\Big(\sum_k \pi_k N_k(\Delta x, \Delta y) + 10^{-6}\Big)
+# \ \text{on real rows } (p_3 = 0), \qquad
+# \ell_{\text{pen}} = -\sum_j p_j \log q_j \ \text{on every row, padding included.}
+# $$
+#
+# The $10^{-6}$ caps the offset term at $-\log 10^{-6} = 13.8$ when the density at the target
+# is nearly 0; it does *not* bound it from below (section 3).
 
 # %%
 M, N = 4, 6
@@ -86,27 +105,76 @@ off, pen = naive_loss_rows(y, target)
 off_lib, pen_lib = mdn.mdn_loss(y, target)
 print(f"offset sum: hand {off.sum():.12f}  library {float(off_lib):.12f}")
 print(f"pen sum:    hand {pen.sum():.12f}  library {float(pen_lib):.12f}")
-assert abs(off.sum() - float(off_lib)) < 1e-12 * max(1, abs(off.sum())), "offset sums differ (1e-12)"
+assert abs(off.sum() - float(off_lib)) < 1e-12 * max(1, abs(off.sum())), \
+    "offset sums differ (1e-12)"
 assert abs(pen.sum() - float(pen_lib)) < 1e-12 * max(1, abs(pen.sum())), "pen sums differ (1e-12)"
 assert off[-1] == 0.0, "padding rows carry no offset loss"
 
 # %% [markdown]
-# ## 2. The gradient, via responsibilities
-# Write u = n1 / s_x, v = n2 / s_y (standardized offsets) and Q = 1 - rho^2:
+# ## 2. The gradient, step by step
+# Per row, with standardized offsets $u = n_1 / \sigma_x$, $v = n_2 / \sigma_y$ and
+# $Q = 1 - \rho^2$, work with logarithms:
 #
-#     log N_k = -(u^2 + v^2 - 2 rho u v) / (2Q) - log 2pi - ls_x - ls_y - log(Q) / 2
-#     ell = -log(sum_k pi_k N_k + 1e-6),     gamma_k = pi_k N_k / (sum_j pi_j N_j + 1e-6)
+# $$
+# \log N_k = -\frac{u^2 + v^2 - 2 \rho u v}{2 Q} - \log 2\pi - \hat\sigma_x - \hat\sigma_y
+# - \tfrac{1}{2} \log Q, \qquad
+# \ell = -\log\Big(\sum_k e^{\log \pi_k + \log N_k} + 10^{-6}\Big).
+# $$
 #
-# `gamma_k` is how much component k "explains" the target. Then d ell / d log N_k = -gamma_k,
-# and the chain rule through each raw output gives (per component, per row):
+# **Step 1: the responsibilities.** $\ell$ depends on component $k$ only through
+# $a_k = \log \pi_k + \log N_k$, and
 #
-#     d ell / d pi logit_k  = pi_k * sum_j gamma_j - gamma_k
-#     d ell / d mu_x        = -gamma (u - rho v) / (Q s_x)          (y: swap u <-> v, x -> y)
-#     d ell / d ls_x        = gamma - gamma u (u - rho v) / Q
-#     d ell / d rho logit   = -gamma (u v - rho Z / Q + rho)         (dQ/dr = -2 rho Q)
-#     d pen / d pen logit_j = q_j - p_j
+# $$
+# \frac{\partial \ell}{\partial a_k} = -\frac{\pi_k N_k}{\sum_j \pi_j N_j + 10^{-6}}
+# = -\gamma_k .
+# $$
 #
-# (The 1e-6 makes sum_j gamma_j slightly below 1; keep it exact rather than assuming 1.)
+# $\gamma_k$ is how much component $k$ "explains" the target (the $10^{-6}$ makes
+# $\sum_k \gamma_k$ slightly below 1; keep it exact rather than assuming 1). Every gradient
+# below is $-\gamma_k$ times the derivative of $\log \pi_k$ or $\log N_k$.
+#
+# **Step 2: the mixture weights.** $\log \pi_k = \hat\pi_k - \log \sum_j e^{\hat\pi_j}$,
+# so $\partial \log \pi_k / \partial \hat\pi_m = \delta_{km} - \pi_m$ and
+#
+# $$
+# \frac{\partial \ell}{\partial \hat\pi_m} = \sum_k (-\gamma_k)(\delta_{km} - \pi_m)
+# = \pi_m \sum_k \gamma_k - \gamma_m .
+# $$
+#
+# **Step 3: the means.** $\partial \log N / \partial u = -(u - \rho v) / Q$ and
+# $\partial u / \partial \mu_x = -1 / \sigma_x$, so
+#
+# $$
+# \frac{\partial \ell}{\partial \mu_x} = -\gamma \, \frac{u - \rho v}{Q \sigma_x}
+# \qquad (\mu_y: \text{swap } u \leftrightarrow v, \ \sigma_x \to \sigma_y).
+# $$
+#
+# **Step 4: the log standard deviations.** $u = n_1 e^{-\hat\sigma_x}$ gives
+# $\partial u / \partial \hat\sigma_x = -u$, and $\log N$ also holds $-\hat\sigma_x$
+# directly:
+#
+# $$
+# \frac{\partial \log N}{\partial \hat\sigma_x} = \frac{u (u - \rho v)}{Q} - 1
+# \quad\Rightarrow\quad
+# \frac{\partial \ell}{\partial \hat\sigma_x} = \gamma - \gamma \, \frac{u (u - \rho v)}{Q}.
+# $$
+#
+# **Step 5: the correlation.** With $Z = u^2 + v^2 - 2 \rho u v$:
+# $\partial Z / \partial \rho = -2 u v$ and $\partial Q / \partial \rho = -2 \rho$, so
+# $\partial \log N / \partial \rho = (u v - \rho Z / Q + \rho) / Q$; the tanh contributes
+# $\partial \rho / \partial \hat\rho = 1 - \rho^2 = Q$, which cancels the $1/Q$:
+#
+# $$
+# \frac{\partial \ell}{\partial \hat\rho} = -\gamma \left(u v - \frac{\rho Z}{Q} + \rho\right).
+# $$
+#
+# **Step 6: the pen.** $\ell_{\text{pen}} = -\sum_j p_j \log q_j$ with $q$ a softmax, so
+# as in step 2,
+# $\partial \ell_{\text{pen}} / \partial \hat q_m = q_m \sum_j p_j - p_m = q_m - p_m$
+# (the $p_j$ are one-hot).
+#
+# > **Your turn.** `lessons/exercises/07_gaussian_mixture.py`: the loss and its gradient;
+# > `python lessons/grade.py 07` grades them against the library.
 
 # %%
 def naive_grad(y, target, scale):
@@ -148,13 +216,29 @@ print(f"gradient check of the hand formulas (tol 1e-6): {errs['y']:.1e}")
 
 # %% [markdown]
 # ## 3. Where the textbook formula breaks
-# Training pushes rho toward +-1 (strokes along a diagonal) and sigma toward 0 (confident
-# predictions). In float64, tanh(20) rounds to exactly 1, so 1 - rho^2 = 0: the naive density
-# divides by zero. The library never forms N_k; it works with log N_k and a log-sum-exp:
+# Training pushes $\rho$ toward $\pm 1$ (strokes along a diagonal) and $\sigma$ toward 0
+# (confident predictions). In float64, $\tanh(20)$ rounds to exactly 1, so $1 - \rho^2 = 0$:
+# the naive density divides by zero. The library never forms $N_k$; it works with
+# $\log N_k$ and a log-sum-exp:
 #
-#     w = (u - rho v) cosh(r)          so Z / (1 - rho^2) = w^2 + v^2    (no division by 0)
-#     log(1 - rho^2) = 2 (log 2 - |r| - log1p(exp(-2|r|)))                (exact for any r)
-#     log(sum_k e^{a_k} + 1e-6), a_k = log pi_k + log N_k, as a log-sum-exp with log 1e-6 inside
+# $$
+# w = (u - \rho v) \cosh \hat\rho \ \Rightarrow\ \frac{Z}{1 - \rho^2} = w^2 + v^2,
+# \qquad
+# \log(1 - \rho^2) = 2 \left(\log 2 - |\hat\rho| - \operatorname{log1p}(e^{-2 |\hat\rho|})\right),
+# $$
+#
+# both exact for any $\hat\rho$, and $\log(\sum_k e^{a_k} + 10^{-6})$ as a log-sum-exp with
+# $\log 10^{-6}$ as one more term.
+#
+# The figure below also shows something about the model, not the arithmetic: for a target
+# exactly on the diagonal, the loss keeps falling as $\hat\rho$ grows, about one nat per unit
+# of $\hat\rho$, to $-37$ at $\hat\rho = 40$. The likelihood is *degenerate*: a component
+# squeezed onto the line $\Delta y = \Delta x$ has a density on that line that grows like
+# $1 / \sqrt{1 - \rho^2} \approx e^{|\hat\rho|} / 2$, without bound (the same happens as
+# $\sigma \to 0$ on a perfectly predicted target). Maximum likelihood has no optimum there.
+# Real data keeps it finite (no stroke is exactly collinear for long, and one component must
+# serve many rows), but the loss must be computed so that such values stay finite: that is the
+# log-space form's job.
 
 # %%
 r_grid = np.linspace(0, 40, 41 if FAST else 161)
@@ -236,31 +320,30 @@ fig, ax = plt.subplots(figsize=(4.2, 4))
 ax.contourf(gx, gy, dens.reshape(gx.shape), levels=20, cmap="viridis")
 ax.plot(mx, my, "w+", ms=10)
 ax.set_aspect("equal")
-ax.set_title("offset density of a 3-component mixture", fontsize=9)
+ax.set_title("Where will the next pen move land? (a 3-component mixture)", fontsize=9)
 ax.set_xlabel("dx")
 ax.set_ylabel("dy")
-fig.tight_layout()
-fig.savefig(OUT / "07_mixture_density.png", dpi=100)
-plt.close(fig)
+savefig(fig, "07_mixture_density.png")
 
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(r_grid, lib_vals, label="library (log space)")
-ax.plot(r_grid[ok], naive_vals[ok], "--", label="naive formula")
+ax.plot(r_grid[ok], naive_vals[ok], "--", label="naive formula (NaN/inf beyond)")
 ax.set_xlabel("rho logit r (rho = tanh r)")
-ax.set_ylabel("offset loss")
-ax.set_title("a target on the diagonal as rho -> 1", fontsize=9)
+ax.set_ylabel("offset loss (nats)")
+ax.set_title("What happens to the loss as rho -> 1 for a target on the diagonal?", fontsize=9)
 ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(OUT / "07_rho_stability.png", dpi=100)
-plt.close(fig)
+savefig(fig, "07_rho_stability.png")
 print("lesson 07 checks passed")
 
 # %% [markdown]
 # ## Exercises
+# Graded: `lessons/exercises/07_gaussian_mixture.py` (`python lessons/grade.py 07`).
+#
 # 1. Sampling from the mixture: pick k ~ pi, then draw (dx, dy) with the right correlation
 #    (hint: dy = mu_y + s_y (rho e1 + sqrt(1 - rho^2) e2) when dx = mu_x + s_x e1). Check the
 #    sample covariance against [[s_x^2, rho s_x s_y], [rho s_x s_y, s_y^2]].
-# 2. The offset loss is often negative. Why is that fine for a density, and what value does
-#    it approach as sigma -> 0 on a perfectly predicted target (remember the 1e-6)?
+# 2. The offset loss is often negative. Why is that fine for a density? On a perfectly
+#    predicted target, what happens to it as sigma -> 0, and why does the 1e-6 not stop it
+#    (which direction does the 1e-6 bound the loss in)?
 # 3. Derive d ell / d rho logit in the library's w-form and show it equals the formula above.
 # 4. Why does the pen term run over padding rows while the offset term does not?

@@ -18,29 +18,16 @@ How to run:  python lessons/08_decoder_and_loss.py                    (full, und
 Figures go to lessons/out/.
 """
 # %%
-import os
-import sys
+from course import FAST, savefig
+
 import time
-from pathlib import Path
 
-# Small matrices (batch 1-3 while sampling): one BLAS thread is faster than two, and much
-# faster on a shared machine (lesson 10). Set before NumPy loads; export it to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 import minisketch as ms
 from minisketch import gradcheck, optim, shapes
 from minisketch.layers import cells, encoder, latent, linear, lstm, mdn
 from minisketch.layers.sketch_rnn import sketch_rnn_backward, sketch_rnn_forward
-
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## 1. A tiny conditional model and a batch
@@ -67,16 +54,31 @@ for name in ("mu/W", "sigma/W"):
 
 # %% [markdown]
 # ## 2. The forward wiring, by hand
+# **Teacher forcing.** The decoder is trained to predict row $i$ of a sketch from the rows
+# before it. During training it reads the *true* previous row $S_{i-1}$ of the data, not the
+# row it would have drawn itself (eq. 5: $x_i = [S_{i-1}; z]$). Every step then gets a useful
+# gradient, even early on when the model's own drawing would wander off, and all $N$ steps are
+# scored in one pass. When sampling (lesson 11) there is no data: the decoder reads its own
+# previous sample instead. So the input is the batch shifted by one row: read rows
+# $0 \dots N-1$ (row 0 is the start token $S_0$), predict rows $1 \dots N$.
 #
-#     x = batch as float, time-major [N+1, B, 5]   (row 0 = S0)
-#     h_enc = Encoder(x[1:], L)                     (lesson 05)
-#     mu, s, z = Latent(h_enc, eps)                 eps = rng(seed, step).standard_normal([B, N_z])
-#     state0 = tanh(z @ W_init + b_init)            [B, 2H_d] = [c0 | h0]
-#     dec_in[i] = [x[i], z]  for i = 0..N-1         (5 + N_z inputs; teacher forcing)
-#     hs = LSTM(dec_in, state0)                     (lessons 03-04; no mask: the decoder runs all N)
-#     y = hs @ W_out + b_out                        [N*B, 6M+3]
-#     L_R = (offset_sum + pen_sum) / (B N)           targets x[1:]  (lesson 07)
-#     loss = L_R + w_step * max(KL, 0.2)
+# The whole forward, with the paper's equation numbers:
+#
+# | step | shape | where |
+# |---|---|---|
+# | $x$ = the batch, time-major (row 0 = $S_0$) | $[N+1, B, 5]$ | lesson 01 |
+# | $h_{\text{enc}} = \text{Encoder}(x_{1..N}, L)$ | $[B, 2H_e]$ | eq. 1, lesson 05 |
+# | $\mu, s, z = \text{Latent}(h_{\text{enc}}, \epsilon)$, $\epsilon$ from the generator seeded by (seed, step) | $[B, N_z]$ | eq. 2, lesson 06 |
+# | $[c_0 ; h_0] = \tanh(z W_z + b_z)$ | $[B, 2H_d]$ | eq. 3 |
+# | decoder input $x^{\text{dec}}_i = [x_i ; z]$ for $i = 0 \dots N-1$ (teacher forcing) | $[N, B, 5 + N_z]$ | eq. 5 |
+# | $h_{1..N} = \text{LSTM}(x^{\text{dec}}, [c_0; h_0])$, no mask: the decoder runs all $N$ steps | $[N, B, H_d]$ | lessons 03-04 |
+# | $y = h W_{\text{out}} + b_{\text{out}}$ | $[N B, 6M + 3]$ | eqs. 5-8 |
+# | $L_R = (\text{offset sum} + \text{pen sum}) / (B N)$ against the targets $x_{1..N}$ | scalar | eq. 10, lesson 07 |
+# | $\text{loss} = L_R + w_{\text{step}} \max(L_{KL}, 0.2)$ | scalar | eqs. 11-12, lesson 06 |
+#
+# Dividing by $N = N_{\max}$ rather than by each sketch's own length follows the paper (eq. 10):
+# every row of the padded batch counts, and the pen term on the padding rows is what teaches
+# the model to stop.
 
 # %%
 P = model.params
@@ -128,13 +130,16 @@ assert mine["kl"] > hp.kl_tolerance, "this example should have its KL above the 
 
 # %% [markdown]
 # ## 3. The backward wiring, by hand
-# Undo the forward lines bottom-up. The two new pieces are the paths of z:
+# Undo the forward lines bottom-up. The two new pieces are the paths of $z$: it feeds every
+# decoder step and the initial state, so its gradient is the sum of both.
 #
-#     forward: dec_in[i] = [x[i], z] for every i  ->  dz = sum_i d dec_in[i][:, 5:]
-#     forward: state0 = tanh(z W_init + b_init)    ->  dpre = dstate0 * (1 - state0^2)
-#                                                      dW_init = z^T dpre,  dz += dpre W_init^T
+# | forward | backward |
+# |---|---|
+# | $x^{\text{dec}}_i = [x_i ; z]$ for every $i$ | $dz = \sum_i dx^{\text{dec}}_i[:, 5{:}]$ |
+# | $[c_0 ; h_0] = \tanh(z W_z + b_z)$ | $dp = d[c_0; h_0] \odot (1 - [c_0; h_0]^2)$, $\; dW_z = z^\top dp$, $\; dz \mathrel{+}= dp \, W_z^\top$ |
 #
-# then z -> (mu, s) -> h_enc -> encoder weights, with the KL adding its own dmu, ds.
+# then $z \to (\mu, s) \to h_{\text{enc}} \to$ the encoder's weights, with the KL adding its
+# own $d\mu$, $ds$ (lesson 06).
 
 # %%
 def backward_by_hand(c):
@@ -190,11 +195,15 @@ print(f"whole-model gradient check, dropout on ({time.time() - t0:.1f} s): worst
 
 # %% [markdown]
 # ## 5. The paper's model: counting parameters
-# An LSTM with D inputs and H units has 4H (D + H + 1) parameters. The conditional model:
+# An LSTM with $D$ inputs and $H$ units has $4H (D + H + 1)$ parameters. The conditional model:
 #
-#     encoder  2 x 4*256*(5 + 256 + 1)      mu, sigma  2 x (512*128 + 128)
-#     dec_init 128*1024 + 1024               decoder    4*512*(5 + 128 + 512 + 1)
-#     output   512*123 + 123                 (M = 20 -> 6M + 3 = 123 outputs)
+# | block | parameters |
+# |---|---|
+# | encoder, two directions | $2 \times 4 \cdot 256 \cdot (5 + 256 + 1)$ |
+# | $\mu$ and $s$ projections | $2 \times (512 \cdot 128 + 128)$ |
+# | initial state from $z$ | $128 \cdot 1024 + 1024$ |
+# | decoder (input $5 + N_z = 133$) | $4 \cdot 512 \cdot (133 + 512 + 1)$ |
+# | output ($M = 20$: $6M + 3 = 123$) | $512 \cdot 123 + 123$ |
 
 # %%
 def lstm_count(D, H):
@@ -217,7 +226,7 @@ assert gen.param_names == ["dec/W_xh", "dec/W_hh", "dec/b", "out/W", "out/b"], \
 # %% [markdown]
 # ## 6. Sanity check: overfit one batch
 # If the gradient is right, plain clipped Adam on one fixed batch must drive the
-# reconstruction loss far down. (Lesson 10 derives Adam; here we only use it.)
+# reconstruction loss far down. (Lesson 09 derives Adam; here we only use it.)
 
 # %%
 hp_o = ms.HParams(enc_rnn_size=16, dec_rnn_size=32, z_size=4, num_mixture=3,
@@ -240,11 +249,9 @@ for j, name in enumerate(("recon = offset + pen", "offset", "pen")):
     ax.plot(history[:, j], label=name)
 ax.set_xlabel("Adam step on one fixed batch")
 ax.set_ylabel("loss")
-ax.set_title("overfitting one batch: the gradient lowers the loss", fontsize=9)
+ax.set_title("Does the gradient lower the loss? (Adam on one fixed batch)", fontsize=9)
 ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(OUT / "08_overfit_one_batch.png", dpi=100)
-plt.close(fig)
+savefig(fig, "08_overfit_one_batch.png")
 print("lesson 08 checks passed")
 
 # %% [markdown]

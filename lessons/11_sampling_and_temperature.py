@@ -9,59 +9,42 @@ the random numbers ``minisketch.sampling`` uses, and require identical sketches.
 the sampler's statistics against the mixture's formulas and sweep tau from 0.01 to 1.
 
 What you need: lessons 07 (the mixture) and 08 (the decoder). The model is the one that lesson
-10 saves (``lessons/out/10_model.npz``, full mode, when it is there), else the trained model
-shipped in the package, ``builtin:shapes``.
+10 saves (``lessons/out/10_model.npz``, in full mode when it is there), else the trained model
+shipped in the package, ``builtin:shapes`` (always in fast mode).
 
-How to run:  python lessons/11_sampling_and_temperature.py                    (full, < 1 minute)
-             MINISKETCH_FAST=1 python lessons/11_sampling_and_temperature.py  (fast, as the tests do)
+How to run:  python lessons/11_sampling_and_temperature.py                  (full, < 1 min)
+             MINISKETCH_FAST=1 python lessons/11_sampling_and_temperature.py  (fast, tests)
 Figures go to lessons/out/.
 """
 # %%
+from course import FAST, OUT, drawable, rng, save_grid, savefig, trained_model
+
 import math
-import os
-import sys
-from pathlib import Path
 
-# Small matrices (batch 1-3 while sampling): one BLAS thread is faster than two, and much
-# faster on a shared machine (lesson 10). Set before NumPy loads; export it to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import minisketch as ms
 from minisketch import render, sampling
-
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-MODEL_PATH = OUT / "10_model.npz"
 
 # %% [markdown]
 # ## 1. A model to sample from
 # float64, so the hand loop and the library agree to rounding.
 
 # %%
-if not FAST and MODEL_PATH.is_file():
-    model = ms.load_model(MODEL_PATH, dtype="float64")
-    print(f"loaded {MODEL_PATH}: {model}")
-else:                                   # the trained model shipped in the package
-    model = ms.load_model("builtin:shapes", dtype="float64")
-    print("using the packaged model builtin:shapes")
-trained = True
+model, model_name = trained_model(dtype="float64")
+print(f"sampling from {model_name}: {model}")
 M = model.hp.num_mixture
 
 # %% [markdown]
 # ## 2. Temperature on a categorical distribution
+# The paper's eq. 9 divides the logits of both softmaxes by a temperature $\tau$:
 #
-#     p_k(tau) = exp(l_k / tau) / sum_j exp(l_j / tau)
+# $$
+# p_k(\tau) = \frac{e^{l_k / \tau}}{\sum_j e^{l_j / \tau}} .
+# $$
 #
-# tau = 1 is the model's own distribution; tau -> 0 puts all mass on the argmax; tau > 1
-# flattens it. Sampling with one uniform u per draw, by the inverse CDF: the first k whose
-# cumulative weight reaches u * total.
+# $\tau = 1$ is the model's own distribution; $\tau \to 0$ puts all mass on the argmax;
+# $\tau > 1$ flattens it. Sampling with one uniform $u$ per draw, by the inverse CDF: the
+# first $k$ whose cumulative weight reaches $u$ times the total.
 
 # %%
 def categorical_by_hand(logits, u, tau):
@@ -70,7 +53,7 @@ def categorical_by_hand(logits, u, tau):
     return np.array([int(np.argmax(c[i] >= u[i] * c[i, -1])) for i in range(len(u))])
 
 
-rng = np.random.default_rng(0)
+rng = rng(0)
 logits = rng.standard_normal((500, 5)) * 2
 u = 1.0 - rng.random(500)                      # in (0, 1], as the library draws them
 for tau in (0.1, 0.5, 1.0, 2.0):
@@ -86,18 +69,34 @@ for tau in taus:
     p = np.exp((l0 - l0.max()) / tau)
     p /= p.sum()
     ent.append(-(p * np.log(p + 1e-300)).sum())
-assert ent[0] < 1e-6 and abs(ent[-1] - np.log(5)) < 0.1, "entropy: 0 at tau -> 0, log K as tau grows"
+assert ent[0] < 1e-6 and abs(ent[-1] - np.log(5)) < 0.1, \
+    "entropy: 0 at tau -> 0, log K as tau grows"
 
 # %% [markdown]
 # ## 3. One sampling step
+# Draw the pen state and a mixture component with the tempered softmaxes, then the offset from
+# that component; eq. 9 also scales each variance by $\tau$, i.e. each $\sigma$ by
+# $\sqrt\tau$:
 #
-#     pen ~ softmax(pen logits / tau),   k ~ softmax(pi logits / tau)
-#     sigma = exp(log sigma_k) * sqrt(tau),   rho = tanh(rho logit_k)
-#     dx = mu_x + sigma_x e1
-#     dy = mu_y + sigma_y (rho e1 + sqrt(1 - rho^2) e2)      e1, e2 ~ N(0, 1) independent
+# $$
+# \begin{aligned}
+# \text{pen} &\sim \operatorname{softmax}(\hat q / \tau), \qquad
+# k \sim \operatorname{softmax}(\hat\pi / \tau) \\
+# \sigma_x &= e^{\hat\sigma_{x,k}} \sqrt\tau, \qquad \sigma_y = e^{\hat\sigma_{y,k}} \sqrt\tau,
+# \qquad \rho = \tanh \hat\rho_k \\
+# \Delta x &= \mu_{x,k} + \sigma_x e_1 \\
+# \Delta y &= \mu_{y,k} + \sigma_y \left(\rho e_1 + \sqrt{1 - \rho^2} \, e_2\right),
+# \qquad e_1, e_2 \sim N(0, 1) \text{ independent.}
+# \end{aligned}
+# $$
 #
-# The dy line gives Var(dy) = sigma_y^2 and Cov(dx, dy) = rho sigma_x sigma_y: a correlated
-# pair from two independent normals (a 2 x 2 Cholesky factor).
+# The last line gives $\operatorname{Var}(\Delta y) = \sigma_y^2$ and
+# $\operatorname{Cov}(\Delta x, \Delta y) = \rho \sigma_x \sigma_y$: a correlated pair from
+# two independent normals (a $2 \times 2$ Cholesky factor).
+#
+# > **Your turn.** `lessons/exercises/11_sampling_and_temperature.py`: the categorical draw and
+# > one sampling step; `python lessons/grade.py 11` replays the library's random numbers
+# > through them.
 
 # %%
 def sample_step_by_hand(y, M, tau, u, e):
@@ -133,16 +132,18 @@ for tau in (1.0, 0.25):
     cov = np.cov(d.T)
     want = tau * np.array([[0.25, 0.8 * 0.5 * 0.2], [0.8 * 0.5 * 0.2, 0.04]])
     tol = 6 * np.sqrt(2.0 / n) * np.sqrt(np.outer(np.diag(want), np.diag(want)))
-    print(f"tau={tau}: sample covariance {np.round(cov.ravel(), 4)}, formula {np.round(want.ravel(), 4)}")
+    print(f"tau={tau}: sample covariance {np.round(cov.ravel(), 4)}, "
+          f"formula {np.round(want.ravel(), 4)}")
     assert np.all(np.abs(cov - want) < tol), "sample covariance off by more than 6 std errors"
     assert np.allclose(d.mean(0), [0.3, -0.2], atol=6 * np.sqrt(want.diagonal() / n)), "mean off"
 
 # %% [markdown]
 # ## 4. The whole loop, with the library's random numbers
-# The library draws, from `np.random.default_rng(seed)`: z ~ N(0, I) first (conditional model,
-# no z given), then for every block of 64 steps the uniforms `1 - rng.random((64, n, 2))` and
-# normals `rng.standard_normal((64, n, 2))`. Replaying exactly that, the hand loop must
-# produce the same sketch.
+# The library draws, from `np.random.default_rng(seed)`: $z \sim N(0, I)$ first (conditional
+# model, no $z$ given), then for every block of 64 steps the uniforms `1 - rng.random((64, n, 2))`
+# and normals `rng.standard_normal((64, n, 2))`. Replaying exactly that, the hand loop must
+# produce the same sketch. Each sampled row becomes the next input: the decoder now reads its
+# own drawing, where training read the data (teacher forcing, lesson 08).
 
 # %%
 def sample_by_hand(model, tau, seed, max_len):
@@ -178,8 +179,9 @@ print(f"hand sampling loop == model.sample for 3 seeds (lengths "
 
 # %% [markdown]
 # ## 5. A temperature sweep
-# Rows: different z ~ N(0, I); columns: tau from 0.01 (nearly greedy, smooth, repetitive) to 1
-# (the model's full variability, messier). The paper shows the same kind of grid.
+# Rows: different $z \sim N(0, I)$; columns: $\tau$ from 0.01 (nearly greedy, smooth,
+# repetitive) to 1 (the model's full variability, messier). The paper shows the same kind of
+# grid.
 
 # %%
 temps = render.SWEEP_TEMPERATURES
@@ -188,11 +190,12 @@ zs = np.random.default_rng(42).standard_normal((n_rows, model.hp.z_size))
 rows = []
 for i in range(n_rows):
     row = [model.sample(z=zs[i], temperature=t, seed=100 + i)[0] for t in temps]
-    rows.append([s if len(s) else np.zeros((1, 3), np.float32) for s in row])
+    rows.append(drawable(row))
 svg = render.temperature_sweep_svg(rows, temperatures=temps)
 (OUT / "11_temperature_sweep.svg").write_text(svg, encoding="utf-8")
-render.save_png([s for row in rows for s in row], OUT / "11_temperature_sweep.png",
-                ncols=len(temps), labels=[f"tau={t:g}" for _ in rows for t in temps])
+save_grid([s for row in rows for s in row], "11_temperature_sweep.png",
+          "What does temperature do to a sketch? (rows: z; columns: tau)", ncols=len(temps),
+          labels=[f"tau={t:g}" for _ in rows for t in temps])
 greedy = [model.sample(z=zs[i], greedy=True)[0] for i in range(n_rows)]
 greedy_again = [model.sample(z=zs[i], greedy=True, seed=7)[0] for i in range(n_rows)]
 assert all(np.array_equal(a, b) for a, b in zip(greedy, greedy_again)), \
@@ -203,23 +206,25 @@ ax.semilogx(taus, ent)
 ax.axhline(np.log(5), color="0.6", ls=":", label="log K (uniform)")
 ax.set_xlabel("temperature tau")
 ax.set_ylabel("entropy of softmax(l / tau)")
-ax.set_title("temperature sharpens or flattens a softmax", fontsize=9)
+ax.set_title("How random is a softmax at temperature tau?", fontsize=9)
 ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(OUT / "11_entropy_vs_temperature.png", dpi=100)
-plt.close(fig)
+savefig(fig, "11_entropy_vs_temperature.png")
 
-if trained:
-    # a trained model's sketches wander more at high tau: compare total pen travel
-    def travel(s):
-        return float(np.hypot(s[:, 0], s[:, 1]).sum())
-    lo = np.mean([travel(model.sample(z=z, temperature=0.05, seed=1)[0]) for z in zs])
-    hi = np.mean([travel(model.sample(z=z, temperature=1.0, seed=1)[0]) for z in zs])
-    print(f"mean pen travel: tau 0.05 -> {lo:.0f} px, tau 1.0 -> {hi:.0f} px")
+
+def travel(s):
+    """Total pen travel of a sketch (px), a rough measure of how much it wanders."""
+    return float(np.hypot(s[:, 0], s[:, 1]).sum())
+
+
+lo = np.mean([travel(model.sample(z=z, temperature=0.05, seed=1)[0]) for z in zs])
+hi = np.mean([travel(model.sample(z=z, temperature=1.0, seed=1)[0]) for z in zs])
+print(f"mean pen travel: tau 0.05 -> {lo:.0f} px, tau 1.0 -> {hi:.0f} px")
 print("lesson 11 checks passed")
 
 # %% [markdown]
 # ## Exercises
+# Graded: `lessons/exercises/11_sampling_and_temperature.py` (`python lessons/grade.py 11`).
+#
 # 1. The paper scales sigma by sqrt(tau). Derive what that means for the offset's covariance,
 #    and check it with the statistics code of section 3 at tau = 0.1.
 # 2. Implement top-p ("nucleus") sampling for the pen and component choices and compare sweeps.

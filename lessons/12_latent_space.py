@@ -9,59 +9,34 @@ every tool with ``minisketch.sampling``, and measure how well the latent space s
 seven shape classes.
 
 What you need: lessons 06 (the latent variable) and 11 (sampling). The model is the one that
-lesson 10 saves (``lessons/out/10_model.npz``, full mode, when it is there), else the trained
-model shipped in the package, ``builtin:shapes``.
+lesson 10 saves (``lessons/out/10_model.npz``, in full mode when it is there), else the trained
+model shipped in the package, ``builtin:shapes`` (always in fast mode).
 
 How to run:  python lessons/12_latent_space.py                    (full, about a minute)
              MINISKETCH_FAST=1 python lessons/12_latent_space.py  (fast, as the tests do)
 Figures go to lessons/out/.
 """
 # %%
+from course import FAST, drawable, save_grid, savefig, trained_model
+
 import math
-import os
-import sys
-from pathlib import Path
 
-# Small matrices (batch 1-3 while sampling): one BLAS thread is faster than two, and much
-# faster on a shared machine (lesson 10). Set before NumPy loads; export it to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import minisketch as ms
-from minisketch import render, sampling, shapes, strokes
-
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-MODEL_PATH = OUT / "10_model.npz"
+from minisketch import sampling, shapes, strokes
 
 # %% [markdown]
 # ## 1. A model and labelled sketches
 
 # %%
-if not FAST and MODEL_PATH.is_file():
-    model = ms.load_model(MODEL_PATH)
-    print(f"loaded {MODEL_PATH}: {model}")
-else:                                   # the trained model shipped in the package
-    model = ms.load_model("builtin:shapes")
-    print("using the packaged model builtin:shapes")
-trained = True
+model, model_name = trained_model()
+print(f"exploring the latent space of {model_name}: {model}")
 per_class = 20 if FAST else 50
 splits, labels = shapes.generate(seed=0, sizes={"train": 1, "valid": 1, "test": per_class})
 test = [strokes.clamp_stroke3(s) for s in splits["test"]]
 test_labels = labels["test"]
 by_class = {name: [s for s, l in zip(test, test_labels) if l == c]
             for c, name in enumerate(shapes.CLASSES)}
-
-
-def drawable(sketches):
-    """Sketches that ended at once (0 rows) are drawn as a single dot."""
-    return [s if len(s) else np.zeros((1, 3), np.float32) for s in sketches]
 
 
 # %% [markdown]
@@ -77,19 +52,24 @@ print(f"mu {mu.shape}, mean sigma {sigma.mean():.3f} (the prior's is 1)")
 mine = model.sample(z=np.repeat(mu, 2, axis=0), temperature=0.2, seed=5)
 lib = sampling.reconstruct(model, picks, temperature=0.2, n=2, seed=5)
 assert all(np.array_equal(a, b) for a, b in zip(mine, lib)), "reconstruct != encode + sample"
-render.save_png(picks + drawable(lib[0::2]) + drawable(lib[1::2]),
-                OUT / "12_reconstructions.png", ncols=len(picks),
-                labels=list(shapes.CLASSES) + ["decoded"] * (2 * len(picks)))
+save_grid(picks + drawable(lib[0::2]) + drawable(lib[1::2]), "12_reconstructions.png",
+          "Does decoding the code mu give the sketch back? (top: input; below: two decodings)",
+          ncols=len(picks), labels=list(shapes.CLASSES) + ["decoded"] * (2 * len(picks)))
 
 # %% [markdown]
 # ## 3. Interpolation: lerp and slerp
 #
-#     lerp(z0, z1, t)  = (1 - t) z0 + t z1
-#     slerp(z0, z1, t) = sin((1 - t) w) / sin w * z0 + sin(t w) / sin w * z1,   cos w = z0.z1 / |z0||z1|
+# $$
+# \operatorname{lerp}(z_0, z_1, t) = (1 - t) z_0 + t z_1, \qquad
+# \operatorname{slerp}(z_0, z_1, t) = \frac{\sin((1 - t) \omega)}{\sin \omega} z_0
+# + \frac{\sin(t \omega)}{\sin \omega} z_1, \quad
+# \cos \omega = \frac{z_0 \cdot z_1}{|z_0| |z_1|} .
+# $$
 #
-# In high dimension, samples of N(0, I) live near a sphere of radius sqrt(N_z). The midpoint of
-# a lerp between two such points falls *inside* the sphere (norm ~ sqrt(N_z / 2) for
-# near-orthogonal codes): a region the decoder rarely saw. Slerp stays on the arc.
+# In high dimension, samples of $N(0, I)$ live near a sphere of radius $\sqrt{N_z}$. The
+# midpoint of a lerp between two such points falls *inside* the sphere (norm about
+# $\sqrt{N_z / 2}$ for near-orthogonal codes): a region the decoder rarely saw in training.
+# Slerp stays on the arc.
 
 # %%
 def lerp_by_hand(z0, z1, t):
@@ -121,18 +101,18 @@ path_l = sampling.interpolate(model, a, b, n_steps=7, method="lerp", temperature
 za, zb = model.encode([a, b])[0]
 mine = model.sample(z=slerp_by_hand(za, zb, np.linspace(0, 1, 7)), temperature=0.1, seed=0)
 assert all(np.array_equal(x, y) for x, y in zip(mine, path_s)), "interpolate != slerp + sample"
-render.save_png([a] + drawable(path_s) + [b] + [a] + drawable(path_l) + [b],
-                OUT / "12_interpolation.png", ncols=9,
-                labels=["triangle"] + [f"slerp {t:.2f}" for t in np.linspace(0, 1, 7)]
-                + ["spiral", "triangle"] + [f"lerp {t:.2f}" for t in np.linspace(0, 1, 7)]
-                + ["spiral"])
+save_grid([a] + drawable(path_s) + [b] + [a] + drawable(path_l) + [b], "12_interpolation.png",
+          "What lies between a triangle and a spiral? (top: slerp, bottom: lerp)", ncols=9,
+          labels=["triangle"] + [f"slerp {t:.2f}" for t in np.linspace(0, 1, 7)]
+          + ["spiral", "triangle"] + [f"lerp {t:.2f}" for t in np.linspace(0, 1, 7)]
+          + ["spiral"])
 
 # %% [markdown]
 # ## 4. Analogies
 # A house is a square with a roof. If the latent space encodes "has a roof" as a direction,
-# z(house) - z(square) + z(triangle) should decode to a triangle with something on top, or at
-# least move toward the house. (With the paper's cat/pig models: z(cat head) + z(full pig) -
-# z(pig head) gives a full cat.)
+# $z(\text{house}) - z(\text{square}) + z(\text{triangle})$ should decode to a triangle with
+# something on top, or at least move toward the house. (With the paper's cat/pig models:
+# $z(\text{cat head}) + z(\text{full pig}) - z(\text{pig head})$ gives a full cat.)
 
 # %%
 house, square, triangle = by_class["house"][2], by_class["square"][2], by_class["triangle"][2]
@@ -141,15 +121,17 @@ z_new = z_h - z_s + z_t
 mine = model.sample(z=z_new, temperature=0.1, n=3, seed=1)
 lib = sampling.analogy(model, house, square, triangle, n=3, temperature=0.1, seed=1)
 assert all(np.array_equal(x, y) for x, y in zip(mine, lib)), "analogy != z_a - z_b + z_c"
-render.save_png([house, square, triangle] + drawable(lib), OUT / "12_analogy.png", ncols=6,
-                labels=["house (a)", "- square (b)", "+ triangle (c)", "a - b + c", "", ""])
+save_grid([house, square, triangle] + drawable(lib), "12_analogy.png",
+          "Is 'house minus square plus triangle' a triangle with a roof?", ncols=6,
+          labels=["house (a)", "- square (b)", "+ triangle (c)", "a - b + c", "", ""])
 
 # %% [markdown]
 # ## 5. How the classes sit in latent space
-# Project the mu of every test sketch on its first two principal components, and measure a
+# Project the $\mu$ of every test sketch on its first two principal components, and measure a
 # simple separability score: leave-one-out nearest-neighbour classification in latent space
-# (each sketch takes the class of the closest other mu). Chance is 1/7 = 0.14. A class is not one
-# blob (size, rotation and start point also live in z), so a class mean classifies worse.
+# (each sketch takes the class of the closest other $\mu$). Chance is 1/7 = 0.14. A class is
+# not one blob (size, rotation and start point also live in $z$), so a class mean classifies
+# worse.
 
 # %%
 mus, _ = model.encode(test)
@@ -164,15 +146,12 @@ fig, ax = plt.subplots(figsize=(5.5, 4.5))
 for c, name in enumerate(shapes.CLASSES):
     sel = test_labels == c
     ax.scatter(proj[sel, 0], proj[sel, 1], s=10, label=name)
-ax.set_title(f"mu of test sketches, first two principal components\n"
-             f"(nearest-neighbour accuracy {acc:.2f})", fontsize=9)
+ax.set_title(f"Do the classes separate in latent space? mu of test sketches, first two\n"
+             f"principal components (nearest-neighbour accuracy {acc:.2f}, chance 0.14)",
+             fontsize=9)
 ax.legend(fontsize=7, markerscale=1.5)
-fig.tight_layout()
-fig.savefig(OUT / "12_latent_pca.png", dpi=100)
-plt.close(fig)
-if trained:
-    # the packaged model scores about 0.75 on 20 sketches a class; chance is 0.14
-    assert acc > 0.5, f"a trained model's latent space should separate the classes (acc {acc:.2f})"
+savefig(fig, "12_latent_pca.png")
+assert acc > 0.5, f"a trained model's latent space should separate the classes (acc {acc:.2f})"
 print("lesson 12 checks passed")
 
 # %% [markdown]

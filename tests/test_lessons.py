@@ -4,7 +4,8 @@ Each lesson runs in its own subprocess with ``MINISKETCH_FAST=1`` (small sizes, 
 the repository root, and a timeout; a lesson "passes" when it exits 0 (its own ``assert``s
 compare the hand-derived code with the library) and has written at least one figure into
 ``lessons/out/`` whose name starts with the lesson's number. Lessons are discovered by glob, so
-a new lesson is picked up without touching this file.
+a new lesson is picked up without touching this file. The graded exercises and the rendered
+pages have their own tests (test_lesson_exercises.py, test_lesson_pages.py).
 
 The full (not fast) runs are marked ``slow``: ``pytest -m slow tests/test_lessons.py``.
 """
@@ -27,7 +28,7 @@ LESSONS = sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
 FAST_TIMEOUT_S = 240         # per lesson in fast mode (most take seconds; the cap allows for a
                              # first Numba compile on a busy machine)
 FULL_TIMEOUT_S = 30 * 60     # per lesson in full mode (the training lesson takes up to ~15 min)
-MIN_LESSONS = 13
+MIN_LESSONS = 16
 FIGURE_SUFFIXES = (".png", ".svg", ".gif")
 # the markers are spelled in pieces so that a grep for them does not flag this file itself
 _MARKERS = ["TO" + "DO", "FIX" + "ME", "X" * 3, "st" + "ub"]
@@ -100,8 +101,22 @@ def test_lesson_is_well_formed(path: Path):
     assert re.search(r"^# .*Exercise", text, re.MULTILINE | re.IGNORECASE), \
         f"{path.name} should end with exercises (as comments)"
     bad = [f"line {i}: {line.strip()}" for i, line in enumerate(text.splitlines(), 1)
-           if PLACEHOLDER.search(line)]
+           if PLACEHOLDER.search(line) or "NotImplementedError" in line]
     assert not bad, f"{path.name} has placeholder markers:\n" + "\n".join(bad)
+    assert "SPEC" not in text, f"{path.name} refers to SPEC, a file outside the repository"
+
+
+HELPERS = [p for p in LESSONS_DIR.rglob("*.py") if p not in LESSONS
+           and "exercises" not in p.parts and "out" not in p.parts]
+
+
+@pytest.mark.parametrize("path", HELPERS, ids=[str(p.relative_to(LESSONS_DIR)) for p in HELPERS])
+def test_lesson_helpers_have_no_placeholders(path: Path):
+    """Blanks (NotImplementedError) belong in lessons/exercises/ only."""
+    text = path.read_text(encoding="utf-8")
+    bad = [f"line {i}: {line.strip()}" for i, line in enumerate(text.splitlines(), 1)
+           if PLACEHOLDER.search(line) or "raise NotImplementedError" in line]
+    assert not bad, f"{path} has placeholder markers or blanks:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=_ids(LESSONS))

@@ -1,4 +1,4 @@
-"""Lesson 13: completing unfinished sketches, and running magenta.js's pretrained models.
+"""Lesson 14: completing unfinished sketches, and running magenta.js's pretrained models.
 
 What you will build: a reader for the magenta.js ``.gen.json`` format (JSON, base64, int16
 weights on a 10/32767 grid), checked against ``minisketch.magenta`` and against the reference
@@ -13,43 +13,32 @@ models are read from ../shared/data/pretrained/ when that folder exists; otherwi
 builds a small untrained decoder-only model to read and check against, says so, and draws its
 pictures with the trained model shipped in the package, ``builtin:shapes``.
 
-How to run:  python lessons/13_completion_and_magenta.py                    (full, < 1 minute)
-             MINISKETCH_FAST=1 python lessons/13_completion_and_magenta.py  (fast, as the tests do)
+How to run:  python lessons/14_completion_and_magenta.py                    (full, < 1 minute)
+             MINISKETCH_FAST=1 python lessons/14_completion_and_magenta.py  (fast, as the tests do)
 Figures go to lessons/out/.
 """
 # %%
+from course import FAST, OUT, SHARED, drawable, save_grid
+
 import base64
 import json
 import math
-import os
-import sys
 from pathlib import Path
 
-# Small matrices (batch 1-3 while sampling): one BLAS thread is faster than two, and much
-# faster on a shared machine (lesson 10). Set before NumPy loads; export it to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 import minisketch as ms
-from minisketch import magenta, render, sampling, shapes, strokes
+from minisketch import magenta, sampling, shapes, strokes
+from minisketch.layers.activations import sigmoid
 
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SHEEP = SHARED / "pretrained" / "sheep.gen.json"
 BIRD = SHARED / "pretrained" / "bird.gen.json"
 HAVE_PRETRAINED = SHEEP.is_file() and BIRD.is_file()
 
 # %% [markdown]
 # ## 1. The file format, read by hand
-# `[info, shapes, weights]`: `weights[i]` is base64 of little-endian int16 values `q`, and the
-# weight is `w = 10 q / 32767` (a grid of step 3.05e-4 that saturates at +-10). The five arrays
+# `[info, shapes, weights]`: `weights[i]` is base64 of little-endian int16 values $q$, and the
+# weight is $w = 10 q / 32767$ (a grid of step $3.05 \cdot 10^{-4}$ that saturates at
+# $\pm 10$). The five arrays
 # are `out/W [H, 6M+3]`, `out/b`, `dec/W_xh [5, 4H]`, `dec/W_hh [H, 4H]`, `dec/b [4H]`.
 
 # %%
@@ -59,7 +48,7 @@ if not HAVE_PRETRAINED:
           "scribbles; the pretrained sheep and bird models come with magenta.js)")
     hp_small = ms.HParams(conditional=False, dec_rnn_size=64, num_mixture=20, max_seq_len=80)
     small = ms.SketchRNN(hp_small, seed=0, scale_factor=12.0)
-    SHEEP = OUT / "13_untrained.gen.json"
+    SHEEP = OUT / "14_untrained.gen.json"
     magenta.write_gen_json(SHEEP, small.state_dict(),
                            {"name": "untrained", "scale_factor": 12.0, "max_seq_len": 80})
     BIRD = SHEEP
@@ -82,7 +71,8 @@ for name in arrays:
 H = arrays["dec/W_hh"].shape[0]
 M = (arrays["out/b"].shape[0] - 3) // 6
 print(f"{info['name']}: H = {H}, M = {M}, scale_factor {info['scale_factor']}, "
-      f"max_seq_len {info['max_seq_len']}; |w| <= {max(np.abs(a).max() for a in arrays.values()):.2f}")
+      f"max_seq_len {info['max_seq_len']}; "
+      f"|w| <= {max(np.abs(a).max() for a in arrays.values()):.2f}")
 
 # %% [markdown]
 # ## 2. The first step by hand, and the reference vector
@@ -91,10 +81,6 @@ print(f"{info['name']}: H = {H}, M = {M}, scale_factor {info['scale_factor']}, "
 # (0.9959959, 0.0040026, 0.0000015) for the sheep model at tau = 1.
 
 # %%
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
 def decoder_step_by_hand(x, c, h, A):
     a = x @ A["dec/W_xh"] + h @ A["dec/W_hh"] + A["dec/b"]
     H = c.shape[1]
@@ -156,7 +142,8 @@ def complete_by_hand(model, prefix, n, tau, seed, max_len):
             w = np.exp((y[r, 3:3 + M] - y[r, 3:3 + M].max()) / tau)
             k = int(np.argmax(np.cumsum(w) >= u[1] * w.sum()))
             mx, my, lsx, lsy, rl = y[r, 3 + M + k::M][:5]
-            sx, sy, rho = math.exp(lsx) * math.sqrt(tau), math.exp(lsy) * math.sqrt(tau), math.tanh(rl)
+            sx, sy = math.exp(lsx) * math.sqrt(tau), math.exp(lsy) * math.sqrt(tau)
+            rho = math.tanh(rl)
             dx = mx + sx * e[0]
             dy = my + sy * (rho * e[0] + math.sqrt(1 - rho * rho) * e[1])
             if pen == 2:
@@ -211,8 +198,8 @@ for s in drawn:
     grey += [0, 0] + [len(p)] * n_end                # the kept half grey, the ending black
     assert all(np.array_equal(e[:len(p)], p.astype(np.float32)) for e in ends), \
         "every completion must start with the prefix exactly"
-render.save_png(cells, OUT / "13_completions.png", ncols=2 + n_end, labels=labels,
-                grey_rows=grey)
+save_grid(cells, "14_completions.png", f"How does the {draw_name} model finish a half-drawn "
+          "sketch? (grey: the given half)", ncols=2 + n_end, labels=labels, grey_rows=grey)
 print(f"completed the first halves of {len(drawn)} {src} with the {draw_name} model")
 
 # %% [markdown]
@@ -226,10 +213,10 @@ for path in ((SHEEP, BIRD) if use_bird else (SHEEP,)):
     if not HAVE_PRETRAINED:                # no pretrained models here: the packaged one draws
         m, path = draw_model, "builtin:shapes"
     sks = m.sample(n=2 if FAST else 8, temperature=0.5, seed=0, max_len=draw_len)
-    gallery += [s if len(s) else np.zeros((1, 3), np.float32) for s in sks]
+    gallery += drawable(sks)
     names += [Path(path).name.split(".")[0]] * len(sks)
-render.save_png(gallery, OUT / "13_magenta_samples.png",
-                ncols=len(gallery) // (2 if use_bird else 1), labels=names)
+save_grid(gallery, "14_magenta_samples.png", "What do the models draw on their own? "
+          "(temperature 0.5)", ncols=len(gallery) // (2 if use_bird else 1), labels=names)
 if HAVE_PRETRAINED and not FAST:
     lengths = [len(s) for s in gallery]
     assert np.median(lengths) > 10, "pretrained models should draw sketches of some length"
@@ -240,7 +227,7 @@ if HAVE_PRETRAINED and not FAST:
 # the identical float32 arrays (quantizing a grid value returns the same integer).
 
 # %%
-out_path = OUT / "13_roundtrip.gen.json"
+out_path = OUT / "14_roundtrip.gen.json"
 report = magenta.write_gen_json(out_path, model.state_dict(),
                                 {"name": "roundtrip", "scale_factor": model.scale_factor,
                                  "max_seq_len": model.hp.max_seq_len})
@@ -249,7 +236,7 @@ for name in magenta.ARRAY_NAMES:
     assert np.array_equal(back[name], arrays_lib[name]), f"{name} changed in the round trip"
 print(f"exported and re-read {report.n_weights:,} weights: identical (max error "
       f"{report.max_error:.1e}, clipped {report.n_clipped})")
-print("lesson 13 checks passed")
+print("lesson 14 checks passed")
 
 # %% [markdown]
 # ## Exercises

@@ -1,4 +1,4 @@
-"""Lesson 15: the GPU with CuPy: the same array code, and one fused kernel per step.
+"""Lesson 16: the GPU with CuPy: the same array code, and one fused kernel per step.
 
 What you will build: a fused CUDA kernel for the LSTM step, written as a CuPy
 ``ElementwiseKernel`` whose body is a handful of plain assignments. The same body text is
@@ -7,39 +7,28 @@ present, and executed line by line with NumPy on the CPU (so the lesson checks t
 math everywhere). You count what fusion saves (kernel launches and bytes moved through memory,
 read off the kernel text itself), see why minisketch's layer code runs on CuPy arrays unchanged
 (``xp = get_xp(x)``), and, on a GPU, time the unfused array code, your kernel and the library's
-(the CUDA source in ``minisketch/kernels/lstm.py``, beside the Numba kernel of lesson 14) with
+(the CUDA source in ``minisketch/kernels/lstm.py``, beside the Numba kernel of lesson 15) with
 CUDA events, and compare a whole training step on the GPU with the NumPy reference.
 
-What you need: lesson 03 (the LSTM step) and lesson 14 (the same idea with Numba on the CPU).
+What you need: lesson 03 (the LSTM step) and lesson 15 (the same idea with Numba on the CPU).
 Without CuPy or without a CUDA device the lesson runs its CPU path and says so.
 Install CuPy with ``pip install -e ".[cuda12]"`` (or ``.[cuda13]``).
 
-How to run:  python lessons/15_gpu_with_cupy.py                    (full)
-             MINISKETCH_FAST=1 python lessons/15_gpu_with_cupy.py  (fast, as the tests do)
+How to run:  python lessons/16_gpu_with_cupy.py                    (full)
+             MINISKETCH_FAST=1 python lessons/16_gpu_with_cupy.py  (fast, as the tests do)
 Figures go to lessons/out/.
 """
 # %%
-import os
+from course import FAST, savefig
+
 import re
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 import minisketch as ms
 from minisketch.backend import get_xp, require_cupy
 from minisketch.errors import BackendError
 from minisketch.layers import lstm
-
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
 
 try:
     cp = require_cupy()                 # CuPy importable and at least one CUDA device
@@ -76,7 +65,7 @@ assert backend_ok == GPU, "the cupy backend is available exactly when CuPy sees 
 # a_i and writes a temporary, `f * c_prev` reads two arrays and writes a third, and so on, one
 # GPU kernel launch each (~5-10 us of overhead apiece). A *fused* kernel reads each input once,
 # keeps every intermediate in registers, and writes only the outputs. The body below is the LSTM
-# step (SPEC 3) with one thread per (row, unit); every line is valid CUDA C (inside the kernel,
+# step of lesson 03 with one thread per (row, unit); every line is valid CUDA C (inside the kernel,
 # with `T` the element type) and valid Python.
 
 # %%
@@ -250,19 +239,18 @@ axes[0].bar(["unfused\n(low)", "unfused\n(high)", "fused"],
             [unfused_bytes[0] / 1e3, unfused_bytes[1] / 1e3, fused_bytes / 1e3],
             color=["C0", "C0", "C2"])
 axes[0].set_ylabel("kB moved per LSTM step")
-axes[0].set_title(f"memory traffic, B={B}, H={H}: {unfused_passes} launches vs 1", fontsize=9)
+axes[0].set_title(f"How much memory traffic does fusion save?\nB={B}, H={H}: "
+                  f"{unfused_passes} launches vs 1", fontsize=9)
 if timings:
     axes[1].bar(list(timings), list(timings.values()), color=["C0", "C2", "C1"])
     axes[1].set_ylabel("us per step (CUDA events)")
     axes[1].tick_params(axis="x", labelsize=7)
-    axes[1].set_title("measured on the GPU", fontsize=9)
+    axes[1].set_title("And how much time, measured on the GPU?", fontsize=9)
 else:
     axes[1].text(0.5, 0.5, "no CUDA device here:\ntimings need a GPU", ha="center", va="center")
     axes[1].set_axis_off()
-fig.tight_layout()
-fig.savefig(OUT / "15_fusion.png", dpi=100)
-plt.close(fig)
-print("lesson 15 checks passed" + ("" if GPU else " (CPU path)"))
+savefig(fig, "16_fusion.png")
+print("lesson 16 checks passed" + ("" if GPU else " (CPU path)"))
 
 # %% [markdown]
 # ## Exercises
@@ -273,4 +261,4 @@ print("lesson 15 checks passed" + ("" if GPU else " (CPU path)"))
 # 3. Why does `kernels/cuda.py` compile with `--fmad=false`? What would a fused
 #    multiply-add change in the comparison with NumPy?
 # 4. At batch 1 (sampling one sketch) the GPU is mostly idle. Estimate from the timings the
-#    batch size at which the GPU step beats the Numba CPU step of lesson 14.
+#    batch size at which the GPU step beats the Numba CPU step of lesson 15.

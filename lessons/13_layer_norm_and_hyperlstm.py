@@ -1,4 +1,4 @@
-"""Lesson 09: layer normalization and the HyperLSTM, sketch-rnn's two other cells.
+"""Lesson 13 (optional): layer normalization and the HyperLSTM, sketch-rnn's two other cells.
 
 What you will build: first layer norm itself, forward and the backward pass everyone gets wrong
 the first time (the mean and the variance both depend on every input); then the layer-norm LSTM
@@ -8,56 +8,56 @@ layer-norm LSTM, the "hyper cell", watches the main cell and rescales its eight 
 every step. Each is written in NumPy from the formulas and compared with
 ``minisketch.layers.layer_norm_lstm`` and ``minisketch.layers.hyper_lstm``; the library's
 backward passes are gradient-checked against *your* forward code. A figure shows what layer
-norm buys: gate pre-activations that stay in range however large the inputs get.
+norm buys: gates that do not saturate however large the inputs get.
+
+This lesson is optional: the model of lessons 08-12 uses plain LSTMs, and nothing later needs
+it. The paper's best decoders are HyperLSTMs (``HParams(dec_model="hyper")``).
 
 What you need: lessons 03-04 (the LSTM step and BPTT) and 02 (gradient checks).
 
-How to run:  python lessons/09_layer_norm_and_hyperlstm.py                    (full, seconds)
-             MINISKETCH_FAST=1 python lessons/09_layer_norm_and_hyperlstm.py  (fast, as the tests do)
+How to run:  python lessons/13_layer_norm_and_hyperlstm.py                  (full, seconds)
+             MINISKETCH_FAST=1 python lessons/13_layer_norm_and_hyperlstm.py  (fast, tests)
 Figures go to lessons/out/.
 """
 # %%
-import os
-import sys
-from pathlib import Path
+from course import FAST, rng, savefig
 
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 import minisketch as ms
-from minisketch import gradcheck
+from minisketch import gradcheck, shapes
 from minisketch.layers import hyper_lstm, layer_norm_lstm, lstm
+from minisketch.layers.activations import sigmoid
 
-FAST = os.environ.get("MINISKETCH_FAST", "0") == "1"
-OUT = ROOT / "lessons" / "out"
-OUT.mkdir(parents=True, exist_ok=True)
-rng = np.random.default_rng(0)
+rng = rng(0)
 LN_EPS = 1e-3
-
-
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
 
 # %% [markdown]
 # ## 1. Layer norm, forward and backward
-# Over the N units of one vector v:
+# Over the $N$ units of one vector $v$:
 #
-#     mu = mean(v),  var = mean((v - mu)^2),  r = 1 / sqrt(var + 1e-3),  xhat = (v - mu) r
-#     y = gamma * xhat + beta
+# $$
+# \mu = \tfrac{1}{N} \textstyle\sum_k v_k, \quad
+# \text{var} = \tfrac{1}{N} \textstyle\sum_k (v_k - \mu)^2, \quad
+# r = (\text{var} + 10^{-3})^{-1/2}, \quad
+# \hat x = (v - \mu) \, r, \quad y = \gamma \odot \hat x + \beta .
+# $$
 #
-# Backward. Every xhat_j depends on every v_k (through mu and var), so
+# Backward. Every $\hat x_j$ depends on every $v_k$ (through $\mu$ and var): with
+# $\partial \mu / \partial v_k = 1/N$ and $\partial r / \partial v_k = -r^3 (v_k - \mu) / N$,
 #
-#     d xhat_j / d v_k = r (delta_jk - 1/N) - (v_j - mu) r^3 (v_k - mu) / N
-#                      = r (delta_jk - 1/N - xhat_j xhat_k / N)
+# $$
+# \frac{\partial \hat x_j}{\partial v_k}
+# = r \left(\delta_{jk} - \tfrac{1}{N}\right) - (v_j - \mu) \, r^3 (v_k - \mu) / N
+# = r \left(\delta_{jk} - \tfrac{1}{N} - \tfrac{1}{N} \hat x_j \hat x_k\right),
+# $$
 #
-# and contracting with the upstream gradient g = dL/dxhat:
+# and contracting with the upstream gradient $g = \partial L / \partial \hat x$:
 #
-#     dL/dv = r (g - mean(g) - xhat * mean(g * xhat))
+# $$
+# \frac{\partial L}{\partial v} = r \left(g - \operatorname{mean}(g)
+# - \hat x \odot \operatorname{mean}(g \odot \hat x)\right).
+# $$
 
 # %%
 def layer_norm_by_hand(v):
@@ -83,13 +83,18 @@ assert np.allclose(dv.sum(-1), 0, atol=1e-12), "dL/dv must sum to 0 over the uni
 
 # %% [markdown]
 # ## 2. The layer-norm LSTM
-# No separate bias (beta plays its role). Per step, with blocks k in (i, j, f, o):
+# No separate bias ($\beta$ plays its role). Per step, with blocks $k \in (i, j, f, o)$:
 #
-#     a = x W_xh + h_prev W_hh
-#     y_k = gamma_k * LN(a_k) + beta_k
-#     i = sigmoid(y_i), g = tanh(y_j), f = sigmoid(y_f + 1), o = sigmoid(y_o)
-#     c = f c_prev + i g                     (the un-normalized c is carried)
-#     h = o * tanh(gamma_c * LN(c) + beta_c)
+# $$
+# \begin{aligned}
+# a &= x W_{xh} + h_{\text{prev}} W_{hh}, \qquad
+#   y_k = \gamma_k \odot \operatorname{LN}(a_k) + \beta_k \\
+# i &= \sigma(y_i), \quad g = \tanh(y_j), \quad f = \sigma(y_f + 1), \quad o = \sigma(y_o) \\
+# c &= f \odot c_{\text{prev}} + i \odot g
+#   \qquad \text{(the un-normalized } c \text{ is carried)} \\
+# h &= o \odot \tanh(\gamma_c \odot \operatorname{LN}(c) + \beta_c)
+# \end{aligned}
+# $$
 
 # %%
 T, B, D, H = 5, 3, 4, 6
@@ -136,56 +141,81 @@ print("ln_lstm_backward vs central differences of the hand forward (tol 1e-6): w
 
 # %% [markdown]
 # ## 3. What layer norm buys
-# Scale the inputs by 1, 10, 100 and look at the forget-gate pre-activations of a plain LSTM and
-# of the layer-norm LSTM at the same weights. Without normalization they grow with the input
-# and the sigmoids saturate (gradient sigmoid' ~ 0); with it each block has mean beta and
-# standard deviation about gamma whatever the scale.
+# A gate whose pre-activation sits far out on the sigmoid's flat tail is *saturated*: its
+# derivative is nearly 0, so almost no gradient flows through it and it stops learning. Scale
+# the inputs of a plain LSTM and of a layer-norm LSTM (same weights, $H = 64$ or more units)
+# and count the gate units whose derivative is below 1% of its maximum
+# ($\sigma' < 0.0025$, $\tanh' < 0.01$). The plain cell's pre-activations grow with the
+# input; the layer-norm cell's are renormalized to mean $\beta$ and spread $\gamma$ in every
+# block, whatever the scale.
 
 # %%
-scales = [1.0, 10.0, 100.0]
-xs = rng.standard_normal((20 if FAST else 100, 16, D))
-p_plain = {"W_xh": p_ln["W_xh"], "W_hh": p_ln["W_hh"], "b": np.zeros(4 * H)}
-p_unit = dict(p_ln, ln_gamma=np.ones(4 * H), ln_beta=np.zeros(4 * H),
-              ln_c_gamma=np.ones(H), ln_c_beta=np.zeros(H))
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
-stds = {"plain": [], "layer norm": []}
+Hb = 64 if FAST else 128
+scales = np.logspace(-1, 2.5, 8 if FAST else 15)
+xs = rng.standard_normal((20 if FAST else 60, 16, D))
+p_big = layer_norm_lstm.ln_lstm_init(np.random.default_rng(5), D, Hb, dtype=np.float64)
+p_plain = {"W_xh": p_big["W_xh"], "W_hh": p_big["W_hh"], "b": np.zeros(4 * Hb)}
+
+
+def gate_inputs(hs, x, p, normalize):
+    """What each step's four gates receive: a, or gamma * LN(a) + beta per block; [T, B, 4H]."""
+    H = p["W_hh"].shape[0]
+    h_prev = np.concatenate([np.zeros((1,) + hs.shape[1:]), hs[:-1]])
+    a = x @ p["W_xh"] + h_prev @ p["W_hh"]
+    if not normalize:
+        return a + p["b"]
+    norm = np.concatenate([layer_norm_by_hand(a[..., k * H:(k + 1) * H])[0] for k in range(4)],
+                          axis=-1)
+    return norm * p["ln_gamma"] + p["ln_beta"]
+
+
+def saturated(y):
+    """Fraction of gate units whose derivative is below 1% of its maximum."""
+    H = y.shape[-1] // 4
+    i, f, o = (sigmoid(y[..., k * H:(k + 1) * H] + (1.0 if k == 2 else 0.0)) for k in (0, 2, 3))
+    g = np.tanh(y[..., H:2 * H])
+    flat = [s * (1 - s) / 0.25 for s in (i, f, o)] + [1 - g * g]
+    return float(np.mean(np.concatenate([d.ravel() for d in flat]) < 0.01))
+
+
+frac = {"plain LSTM": [], "layer-norm LSTM": []}
+zero = np.zeros((xs.shape[1], 2 * Hb))
 for s in scales:
-    zero = np.zeros((xs.shape[1], 2 * H))
-    # recompute a = x W_xh + h_prev W_hh from each cell's outputs h
     hs_pl, _, _ = lstm.lstm_forward(s * xs, zero, p_plain)
-    hs_n, _, _ = layer_norm_lstm.ln_lstm_forward(s * xs, zero, p_unit)
-    h_prev_pl = np.concatenate([zero[None, :, H:], hs_pl[:-1]])
-    h_prev_n = np.concatenate([zero[None, :, H:], hs_n[:-1]])
-    pre_plain = (s * xs @ p_plain["W_xh"] + h_prev_pl @ p_plain["W_hh"])[..., 2 * H:3 * H]
-    a_n = (s * xs @ p_unit["W_xh"] + h_prev_n @ p_unit["W_hh"])[..., 2 * H:3 * H]
-    pre_ln = layer_norm_by_hand(a_n)[0]          # the normalized forget block LN(a_f)
-    for ax, name, pre in ((axes[0], "plain", pre_plain), (axes[1], "layer norm", pre_ln)):
-        ax.hist(pre.ravel(), bins=60, histtype="step", density=True, label=f"inputs x {s:g}")
-        stds[name].append(float(pre.std()))
-axes[0].set_title("plain LSTM: forget pre-activation a_f", fontsize=9)
-axes[1].set_title("layer-norm LSTM: LN(a_f)", fontsize=9)
-for ax in axes:
-    ax.set_xlim(-15, 15)
-    ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(OUT / "09_layer_norm_preactivations.png", dpi=100)
-plt.close(fig)
-print("std of forget pre-activations at input scales 1, 10, 100:",
-      {k: [round(x, 2) for x in v] for k, v in stds.items()})
-assert stds["plain"][2] > 5 * stds["plain"][0], "plain pre-activations should grow with the input"
-assert max(abs(s - 1.0) for s in stds["layer norm"]) < 0.05, \
-    "normalized blocks should keep std ~1 (5%) at every input scale"
+    hs_n, _, _ = layer_norm_lstm.ln_lstm_forward(s * xs, zero, p_big)
+    frac["plain LSTM"].append(saturated(gate_inputs(hs_pl, s * xs, p_plain, False)))
+    frac["layer-norm LSTM"].append(saturated(gate_inputs(hs_n, s * xs, p_big, True)))
+fig, ax = plt.subplots(figsize=(6, 3.4))
+for name, f in frac.items():
+    ax.semilogx(scales, f, "o-", label=name)
+ax.set_xlabel("input scale (x multiplied by)")
+ax.set_ylabel("fraction of saturated gate units")
+ax.set_title(f"Do the gates saturate as the inputs grow? (H = {Hb}, same weights)", fontsize=9)
+ax.legend(fontsize=8)
+savefig(fig, "13_gate_saturation.png")
+print("saturated fraction at input scales", np.round(scales[[0, len(scales) // 2, -1]], 1), ":",
+      {k: [round(v[j], 3) for j in (0, len(scales) // 2, -1)] for k, v in frac.items()})
+assert frac["plain LSTM"][-1] > 0.5, "a plain LSTM's gates should saturate at large input scales"
+assert max(frac["layer-norm LSTM"]) < 0.02, "layer-norm gates should not saturate at any scale"
 
 # %% [markdown]
 # ## 4. The HyperLSTM
-# A hyper cell (a layer-norm LSTM with Hh units) reads [x_t, h_prev] and gives h_hat. From it:
+# A hyper cell (a layer-norm LSTM with $H_h$ units) reads $[x_t, h_{\text{prev}}]$ and gives
+# $\hat h$. From it, eight weight scales $\alpha$ and four biases $\beta$ for the main cell:
 #
-#     zw = h_hat W_zw + b_zw  (8 embeddings of size E)    alpha_k = zw_k W_alpha[k]   (8 scales)
-#     zb = h_hat W_zb         (4 embeddings)              beta_k  = zb_k W_beta[k]    (4 biases)
-#     a_k = alpha_k * (x W_xh)_k + alpha_{4+k} * (h_prev W_hh)_k + beta_k + b_k
+# $$
+# \begin{aligned}
+# z_w &= \hat h W_{zw} + b_{zw} \ (8 \text{ embeddings of size } E), &
+# \alpha_k &= z_{w,k} W_{\alpha,k} \ (8 \text{ scales}) \\
+# z_b &= \hat h W_{zb} \ (4 \text{ embeddings}), &
+# \beta_k &= z_{b,k} W_{\beta,k} \ (4 \text{ biases}) \\
+# a_k &= \alpha_k \odot (x W_{xh})_k + \alpha_{4+k} \odot (h_{\text{prev}} W_{hh})_k + \beta_k + b_k
+# \end{aligned}
+# $$
 #
-# then the layer-norm LSTM update from a. At init W_zw = 0 and b_zw = 1, so every alpha is
-# 0.1 (W_alpha = 0.1 / E); the hyper cell has to *learn* to modulate. State: [h | h_hat | c | c_hat].
+# then the layer-norm LSTM update from $a$. At init $W_{zw} = 0$ and $b_{zw} = 1$, so every
+# $\alpha$ is 0.1 ($W_\alpha = 0.1 / E$); the hyper cell has to *learn* to modulate. The state
+# is $[h \mid \hat h \mid c \mid \hat c]$.
 
 # %%
 Hh, E = 5, 2
@@ -228,7 +258,7 @@ def hyper_by_hand(x, state0, p, trace=None):
         c, h = ln_cell_step(a, c, p)
         hs.append(h)
         if trace is not None:
-            trace.append(np.stack(alpha)[:, 0].mean(axis=1))   # mean alpha per block, sketch 0
+            trace.append(np.stack(alpha)[:, 0])                 # [8, H]: every scale, row 0
     return np.stack(hs), np.concatenate([h, hh, c, ch], axis=1)
 
 
@@ -241,9 +271,13 @@ assert err < 1e-13, f"hand HyperLSTM differs from hyper_lstm_forward by {err:.1e
 # %% [markdown]
 # ### The new backward piece: modulation
 #
-#     forward: a_k = alpha_k xw_k + alpha_{4+k} hw_k + beta_k + b_k
-#     ->  dxw_k = alpha_k da_k,  dhw_k = alpha_{4+k} da_k,
-#         dalpha_k = da_k xw_k,  dalpha_{4+k} = da_k hw_k,  dbeta_k = db_k = da_k
+# The forward was $a_k = \alpha_k \odot xw_k + \alpha_{4+k} \odot hw_k + \beta_k + b_k$, so
+#
+# $$
+# dxw_k = \alpha_k \odot da_k, \quad dhw_k = \alpha_{4+k} \odot da_k, \quad
+# d\alpha_k = da_k \odot xw_k, \quad d\alpha_{4+k} = da_k \odot hw_k, \quad
+# d\beta_k = db_k = da_k .
+# $$
 #
 # Everything else is layer-norm LSTM backward (twice) and linear backward. Compare the
 # modulation step with the library's, then gradient-check the library's full HyperLSTM backward
@@ -282,22 +316,40 @@ for cell in ("lstm", "layer_norm", "hyper"):
                     hyper_num_units=32, hyper_embedding_size=8)
     print(f"  dec_model={cell:10s} {ms.SketchRNN(hp).num_params:8,d} parameters")
 
+# %% [markdown]
+# What does the modulation look like? Feed one real sketch (its stroke-5 rows, 5 inputs) through
+# a HyperLSTM with 64 units whose $W_{zw}$ is moved off its zero init, and follow the scales
+# $\alpha$ of the recurrent weight blocks at every step. ($W_\alpha$ starts equal for every
+# unit, so all units of a block share one scale: one line per block is the whole picture.)
+
+# %%
+sketch = shapes.make_sketch("house", np.random.default_rng(4))
+rows = ms.make_batch([sketch], max_len=len(sketch), scale_factor=12.0, dtype=np.float64)
+x_sk = np.ascontiguousarray(rows.strokes[:, 1:].transpose(1, 0, 2))      # [T, 1, 5]
+p_vis = hyper_lstm.hyper_lstm_init(np.random.default_rng(6), 5, 64, dtype=np.float64,
+                                   hyper_num_units=32, hyper_embedding_size=8)
+p_vis["W_zw"] = p_vis["W_zw"] + 0.5 * np.random.default_rng(7).standard_normal(
+    p_vis["W_zw"].shape)
 trace = []
-hyper_by_hand(xs[:, :1], hstate0[:1], p_hy, trace=trace)      # one long input sequence
-trace = np.array(trace)
-fig, ax = plt.subplots(figsize=(6, 3))
-names = [f"{src}-{g}" for src in ("x", "h") for g in "ijfo"]
-for k in range(8):
-    ax.plot(trace[:, k], label=names[k])
-ax.set_xlabel("time step")
-ax.set_ylabel("mean alpha of the block")
-ax.set_title("HyperLSTM: weight-block scales change at every step", fontsize=9)
-ax.legend(fontsize=7, ncol=4)
-fig.tight_layout()
-fig.savefig(OUT / "09_hyper_alpha.png", dpi=100)
-plt.close(fig)
-assert np.ptp(trace, axis=0).max() > 1e-3, "with W_zw != 0 the scales must vary over time"
-print("lesson 09 checks passed")
+hyper_by_hand(x_sk, np.zeros((1, 2 * 64 + 2 * 32)), p_vis, trace=trace)
+alpha_h = np.array(trace)[:, 4:8].mean(axis=2)    # [T, 4]: the h-path blocks i, j, f, o
+lifts = np.flatnonzero(sketch[:, 2] > 0.5)
+fig, ax = plt.subplots(figsize=(7, 3.2))
+for k, gate in enumerate(("input i", "candidate g", "forget f", "output o")):
+    ax.plot(alpha_h[:, k], label=f"{gate}")
+ax.axhline(0.1, color="0.5", ls="--", lw=1, label="reference init (0.1)")
+for t in lifts:
+    ax.axvline(t, color="C3", lw=0.6, alpha=0.5)
+ax.set_xlabel("step along a sketch of a house (red: pen lifts)")
+ax.set_ylabel("alpha of the recurrent weights")
+ax.set_title("Does the HyperLSTM rescale its weights at every step?", fontsize=9)
+ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+savefig(fig, "13_hyper_alpha.png")
+spread = float(np.ptp(alpha_h, axis=0).max())
+print(f"the scales of the recurrent blocks move over ranges of up to {spread:.3f} along "
+      "the sketch")
+assert spread > 1e-3, "with W_zw != 0 the scales must vary over time"
+print("lesson 13 checks passed")
 
 # %% [markdown]
 # ## Exercises
