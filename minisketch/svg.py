@@ -38,6 +38,7 @@ import numpy as np
 import svgelements as se
 
 from .errors import DataError
+from .fileio import read_regular
 from .labels import write_labelled_npz
 from .quickdraw import split_sketches
 from .safe_npz import SPLITS
@@ -426,12 +427,7 @@ def drawing_to_stroke3(strokes: Sequence[Stroke], epsilon: float = 2.0,
 
 
 def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise DataError(f"{path} does not exist (or is not a file)")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise DataError(f"{path} is too large ({path.stat().st_size:,} bytes; the limit is "
-                        f"{MAX_FILE_BYTES:,})")
-    return path.read_bytes()
+    return read_regular(path, MAX_FILE_BYTES, DataError, "drawing (.svg)")
 
 
 def _file_drawings(path: Path, epsilon: float):

@@ -297,7 +297,15 @@ def test_size_limit(monkeypatch, tmp_path):
     monkeypatch.setattr(svg, "MAX_FILE_BYTES", 100)
     path = tmp_path / "big.svg"
     path.write_text(SVG_OPEN + LINE * 5 + "</svg>")
-    with pytest.raises(DataError, match="too large"):
+    with pytest.raises(DataError, match="more than the 100 bytes"):
+        ms.load_svg(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    path = tmp_path / "pipe.svg"
+    os.mkfifo(path)
+    with pytest.raises(DataError, match="not a regular file"):
         ms.load_svg(path)
 
 
