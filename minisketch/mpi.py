@@ -24,7 +24,10 @@ from contextlib import contextmanager
 import numpy as np
 
 from .cpu import return_freed_memory
+from .datasets import (Dataset, PackedSketches, download_sources, load_dataset, load_parts,
+                       merge_parts, merged_sizes)
 from .errors import MinisketchError
+from .layers.latent import kl_floor_forward
 from .xp import get_xp, to_numpy
 
 # variables that MPI launchers set to the number of processes (MPICH, Open MPI, Slurm's PMI)
@@ -104,7 +107,6 @@ class World:
         if self.comm is None:
             losses, _ = model.loss_and_grad(batch, step, training=training)
             return losses
-        from .layers.latent import kl_floor_forward
         B = len(batch.lengths)
         r0, r1 = self.rows(B)
         losses, _ = model.loss_and_grad(batch, step, training=training,
@@ -293,8 +295,6 @@ class World:
         """``datasets.load_dataset`` once per machine: its first rank downloads what is missing
         while the others wait, loads one source at a time (``load_parts``) and merges them into
         MPI shared memory that every rank of the machine reads (one copy per machine)."""
-        from .datasets import (Dataset, PackedSketches, download_sources, load_dataset,
-                               load_parts, merge_parts, merged_sizes)
         if self.comm is None:
             return load_dataset(sources, max_seq_len=max_seq_len)
         error, parts, sizes = None, None, None
