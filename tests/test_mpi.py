@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import random_sketches, write_tiny_dataset
 from minisketch import checkpoint as ckpt
 from minisketch.datasets import PackedSketches
 from minisketch.hparams import HParams
@@ -30,17 +31,6 @@ TINY = ["--enc_rnn_size", "8", "--dec_rnn_size", "16", "--z_size", "4", "--num_m
         "--batch_size", "8", "--samples", "2", "--dtype", "float64", "--seed", "3"]
 TIMEOUT = 120           # seconds for one job; a hang fails the test instead of CI
 
-
-def _sketches(rng, n):
-    out = []
-    for _ in range(n):
-        k = int(rng.integers(4, 13))
-        s = np.zeros((k, 3), np.int16)
-        s[:, :2] = rng.integers(-20, 21, size=(k, 2))
-        s[rng.random(k) < 0.2, 2] = 1
-        s[-1, 2] = 1
-        out.append(s)
-    return out
 
 
 # ----------------------------------------------------------------------------- in this process
@@ -56,7 +46,7 @@ def test_parts_of_a_batch_sum_to_the_whole(options, backend):
     hp = HParams(enc_rnn_size=8, dec_rnn_size=16, z_size=4, num_mixture=3, batch_size=8,
                  max_seq_len=12, **options)
     model = SketchRNN(hp, backend=backend, dtype="float64", seed=3, threads=1)
-    batch = make_batch([s.astype(np.float32) for s in _sketches(rng, 8)], 12, 10.0)
+    batch = make_batch([s.astype(np.float32) for s in random_sketches(rng, 8)], 12, 10.0)
     whole, _ = model.loss_and_grad(batch, 5)
     whole = {k: float(v) for k, v in whole.items()}
     grad = model.flat_grad.copy()
@@ -80,7 +70,7 @@ def test_parts_of_a_batch_sum_to_the_whole(options, backend):
 def test_part_rows_are_checked():
     hp = HParams(enc_rnn_size=8, dec_rnn_size=16, z_size=4, num_mixture=3, max_seq_len=12)
     model = SketchRNN(hp, dtype="float64")
-    batch = make_batch([s.astype(np.float32) for s in _sketches(np.random.default_rng(0), 4)],
+    batch = make_batch([s.astype(np.float32) for s in random_sketches(np.random.default_rng(0), 4)],
                        12, 10.0)
     from minisketch.errors import ModelError
     with pytest.raises(ModelError, match="part rows 3:3"):
@@ -88,7 +78,7 @@ def test_part_rows_are_checked():
 
 
 def test_packed_sketches_read_like_the_list():
-    sketches = [s.astype(np.float32) for s in _sketches(np.random.default_rng(2), 7)]
+    sketches = [s.astype(np.float32) for s in random_sketches(np.random.default_rng(2), 7)]
     packed = PackedSketches.pack(sketches)
     assert len(packed) == 7 and packed.points.shape == (sum(map(len, sketches)), 3)
     for a, b in zip(packed, sketches):
@@ -133,15 +123,7 @@ def _mpiexec():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """A sketch-rnn style .npz: 48/12/12 random-walk sketches of 4..12 points."""
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    splits = {}
-    for k, n in (("train", 48), ("valid", 12), ("test", 12)):
-        a = np.empty(n, dtype=object)
-        a[:] = _sketches(rng, n)
-        splits[k] = a
-    np.savez(path, **splits)
-    return str(path)
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny.npz", (48, 12, 12), seed=0)
 
 
 def _env(extra=None):
@@ -277,7 +259,7 @@ def test_parts_merged_equal_the_whole_load(data, tmp_path):
     splits = {}
     for k, n in (("train", 30), ("valid", 6), ("test", 6)):
         a = np.empty(n, dtype=object)
-        a[:] = [s * np.array([3, 3, 1], np.int16) for s in _sketches(rng, n)]
+        a[:] = [s * np.array([3, 3, 1], np.int16) for s in random_sketches(rng, n)]
         splits[k] = a
     np.savez(other, **splits)
     sources = [data, str(other), "builtin:shapes"]

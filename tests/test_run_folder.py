@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_tiny_dataset
 from minisketch import checkpoint as ckpt
 from minisketch import faults, train
 from minisketch.errors import run_cli
@@ -27,26 +28,9 @@ TINY = ["--enc_rnn_size", "8", "--dec_rnn_size", "16", "--z_size", "4", "--num_m
         "--batch_size", "8", "--samples", "2", "--steps", "4", "--eval-every", "2"]
 
 
-def _sketch(rng, n):
-    s = np.zeros((n, 3), np.int16)
-    s[:, :2] = rng.integers(-20, 21, size=(n, 2))
-    s[rng.random(n) < 0.2, 2] = 1
-    s[-1, 2] = 1
-    return s
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    splits = {}
-    for k, n in (("train", 40), ("valid", 10), ("test", 10)):
-        arr = np.empty(n, dtype=object)
-        for i in range(n):
-            arr[i] = _sketch(rng, int(rng.integers(4, 13)))
-        splits[k] = arr
-    np.savez(path, **splits)
-    return str(path)
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny.npz", (40, 10, 10), seed=1)
 
 
 def _argv(data, out, *extra):

@@ -19,6 +19,7 @@ from minisketch.errors import run_cli
 pytest.importorskip("minisketch.model", reason="model.py not available yet")
 pytest.importorskip("minisketch.datasets", reason="datasets.py not available yet")
 
+from conftest import write_tiny_dataset  # noqa: E402
 from minisketch import train  # noqa: E402
 
 TINY = ["--enc_rnn_size", "8", "--dec_rnn_size", "16", "--z_size", "4", "--num_mixture", "3",
@@ -26,30 +27,10 @@ TINY = ["--enc_rnn_size", "8", "--dec_rnn_size", "16", "--z_size", "4", "--num_m
 LOSS_KEYS = {"recon", "offset", "pen", "kl", "loss"}
 
 
-def _random_sketch(rng, n):
-    s = np.zeros((n, 3), np.int16)
-    s[:, :2] = rng.integers(-20, 21, size=(n, 2))
-    s[rng.random(n) < 0.2, 2] = 1
-    s[-1, 2] = 1
-    return s
-
-
-def _obj(list_of_arrays):
-    a = np.empty(len(list_of_arrays), dtype=object)
-    for i, s in enumerate(list_of_arrays):
-        a[i] = s
-    return a
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """A sketch-rnn style .npz: 40/10/10 random-walk sketches of 4..12 points."""
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    splits = {k: _obj([_random_sketch(rng, int(rng.integers(4, 13))) for _ in range(n)])
-              for k, n in (("train", 40), ("valid", 10), ("test", 10))}
-    np.savez(path, **splits)
-    return str(path)
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny.npz", (40, 10, 10), seed=0)
 
 
 def _cli(*args, env_extra=None, timeout=120):
