@@ -139,8 +139,9 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
         epilog="Outputs in --out: config.json, log.jsonl, checkpoint.npz, best.npz, loss.png, "
                "samples.svg, samples.png. Ctrl-C saves a checkpoint; continue with --resume.")
     p.add_argument("--data", nargs="+", action="extend", metavar="SOURCE",
-                   help=f"dataset(s): .npz, .ndjson, a QuickDraw class name or {DEFAULT_DATA} "
-                        f"(default); several are concatenated split by split")
+                   help=f"dataset(s): .npz, .ndjson, .svg files or folders, a QuickDraw class "
+                        f"name or {DEFAULT_DATA} (default); several are concatenated split by "
+                        f"split")
     p.add_argument("--out", metavar="DIR",
                    help=f"output folder (default: runs/{preset}-<date>-<time>)")
     p.add_argument("--preset", choices=sorted(PRESETS),
